@@ -1,0 +1,1 @@
+"""The Connect API edge: the httpx delivery client and the local sandbox server."""

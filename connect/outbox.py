@@ -1,0 +1,69 @@
+"""Where payloads go: the Connect API, or a dry-run file. Same interface for both."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Protocol
+
+import orjson
+
+from connect.client import AckCallback, ClientConfig, ConnectClient, DeliveryStats, Item
+
+
+class Outbox(Protocol):
+    def send(
+        self,
+        kind: str,
+        items: Sequence[Item],
+        on_ack: AckCallback | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> DeliveryStats: ...
+
+    def close(self) -> None: ...
+
+
+class ApiOutbox:
+    """Delivers to a Connect API (the real one or the sandbox)."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.client = ConnectClient(config)
+
+    def send(self, kind, items, on_ack=None, on_progress=None) -> DeliveryStats:
+        if not items:
+            return DeliveryStats()
+        return asyncio.run(self.client.deliver(kind, items, on_ack, on_progress))
+
+    def close(self) -> None:
+        return None
+
+
+class DryRunOutbox:
+    """Writes what would be sent as JSON Lines `{"endpoint", "body"}`, in send order.
+
+    Acknowledges nothing: a dry run records no delivery and moves no cursor.
+    """
+
+    def __init__(self, output: Path | None) -> None:
+        self.path = output
+        self._file: IO[bytes] | None = open(output, "wb") if output else None  # noqa: SIM115
+        self.count = 0
+
+    def send(self, kind, items, on_ack=None, on_progress=None) -> DeliveryStats:
+        endpoint = f"/v2/{kind}"
+        if self._file is not None:
+            self._file.write(
+                b"".join(
+                    orjson.dumps({"endpoint": endpoint, "body": body}) + b"\n" for _, body in items
+                )
+            )
+        self.count += len(items)
+        if on_progress:
+            on_progress(len(items))
+        return DeliveryStats(sent=len(items))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,1 @@
+"""A faithful local Connect API: the reference server for demos and tests."""

@@ -1,0 +1,3 @@
+"""segment-connect-sync: keep Zendesk Connect supplied from a Segment warehouse."""
+
+__version__ = "0.1.0"

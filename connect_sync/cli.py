@@ -1,0 +1,370 @@
+"""`connect-sync`: the command line. The imperative shell around the pipeline."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from connect_sync.settings import DEMO_DIR, DEMO_WAREHOUSE, Settings
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+class UsageProblem(click.ClickException):
+    """Exit 2 with one line."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        err_console.print(f"[bold red]error:[/] {self.message}", highlight=False)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageProblem(f"invalid setting {where}: {first['msg']}") from None
+
+
+@contextmanager
+def _expected_failures():
+    """Expected failures become one clear line and exit 2, never a traceback."""
+    from connect.errors import AuthenticationError
+    from flows.pipeline import ConfigurationError
+    from warehouse.errors import WarehouseError
+
+    try:
+        yield
+    except (AuthenticationError, ConfigurationError, WarehouseError) as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """Sync a Segment warehouse into Zendesk Connect."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _parse_streams(value: str | None) -> tuple[str, ...] | None:
+    if not value:
+        return None
+    return tuple(s.strip() for s in value.split(",") if s.strip())
+
+
+def _run(settings: Settings, options: Any) -> Any:
+    """The same pipeline either way: as a Prefect flow when a Prefect API is configured,
+    else directly (no temporary Prefect server to wait for)."""
+    if os.environ.get("PREFECT_API_URL"):
+        from flows.sync import run_job_flow
+
+        return run_job_flow(settings, options)
+    from flows.pipeline import run_sync
+
+    with _progress() as progress:
+        return run_sync(settings, options, progress)
+
+
+@contextmanager
+def _progress():
+    """A rich progress bar per stream, on a terminal; nothing otherwise."""
+    if not console.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description:>8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stream: str, done: int, total: int) -> None:
+            if stream not in tasks:
+                tasks[stream] = bar.add_task(stream, total=total)
+            bar.update(tasks[stream], completed=done, total=total)
+
+        yield update
+
+
+def _print_report(report: Any) -> None:
+    table = Table(title=f"run {report.run_id} ({report.status}, {report.duration_s:.2f} s)")
+    table.add_column("stream")
+    table.add_column("sent", justify="right")
+    table.add_column("unchanged / already delivered", justify="right")
+    table.add_column("rejected", justify="right")
+    table.add_row("merges", str(report.merges_sent), str(report.merges_already_delivered), "")
+    table.add_row(
+        "users", str(report.users_sent), str(report.users_unchanged), str(report.users_rejected)
+    )
+    table.add_row(
+        "events",
+        str(report.events_sent),
+        str(report.events_already_delivered),
+        str(report.events_rejected),
+    )
+    console.print(table)
+    details = {
+        "events deduplicated": report.events_deduplicated,
+        "requests": report.requests,
+        "retries": report.retries,
+        "identity conflicts": report.identity_conflicts,
+        "identity cycles": report.identity_cycles,
+    }
+    console.print("  ".join(f"{k}: {v}" for k, v in details.items()))
+    if report.quality:
+        console.print(
+            "data quality: " + ", ".join(f"{k} {v}" for k, v in sorted(report.quality.items()) if v)
+        )
+    if report.streams_failed:
+        console.print(f"[red]not delivered: {', '.join(report.streams_failed)}[/]")
+
+
+def _finish(report: Any) -> None:
+    _print_report(report)
+    if report.status != "succeeded":
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--streams", help="Comma-separated streams to run: users,events (default: all).")
+@click.option("--audience", help="Limit to the users of sql/audiences/NAME.sql or a .sql path.")
+@click.option("--dry-run", is_flag=True, help="Send nothing; write what would be sent.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --dry-run: JSON Lines file of the payloads in send order.",
+)
+@click.option(
+    "--full-refresh", is_flag=True, help="Ignore cursors and fingerprints: send all users."
+)
+@click.option("--rate-limit", type=float, help="Requests per second for the whole run.")
+@click.option(
+    "--partitions",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Split the run across workers (scale-out).",
+)
+def sync(streams, audience, dry_run, output, full_refresh, rate_limit, partitions) -> None:
+    """One incremental run: aliases, users, events, in that order."""
+    from flows.pipeline import STREAMS, SyncOptions
+
+    if output and not dry_run:
+        raise UsageProblem("--output goes with --dry-run")
+    if audience:
+        raise UsageProblem("--audience is not available yet")
+    if partitions != 1:
+        raise UsageProblem("--partitions > 1 is not available yet")
+    settings = _settings(rate_limit=rate_limit)
+    options = SyncOptions(
+        streams=_parse_streams(streams) or STREAMS,
+        full_refresh=full_refresh,
+        dry_run=dry_run,
+        output=output,
+    )
+    with _expected_failures():
+        report = _run(settings, options)
+    _finish(report)
+
+
+@cli.command()
+@click.option("--start", required=True, type=click.DateTime(), help="First day (received_at).")
+@click.option("--end", required=True, type=click.DateTime(), help="Day after the last.")
+@click.option("--streams", help="Comma-separated streams (default: all).")
+@click.option("--dry-run", is_flag=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path))
+def backfill(start: datetime, end: datetime, streams, dry_run, output) -> None:
+    """Re-send rows received in [start, end); delivered events are not sent again."""
+    from flows.pipeline import STREAMS, SyncOptions
+    from warehouse.segment import Window
+
+    start, end = start.replace(tzinfo=start.tzinfo or UTC), end.replace(tzinfo=end.tzinfo or UTC)
+    if end <= start:
+        raise UsageProblem("--end must be after --start")
+    options = SyncOptions(
+        streams=_parse_streams(streams) or STREAMS,
+        dry_run=dry_run,
+        output=output,
+        backfill=Window("received_at", start, end),
+        kind="backfill",
+    )
+    with _expected_failures():
+        report = _run(_settings(), options)
+    _finish(report)
+
+
+@cli.command()
+@click.option(
+    "--users",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many people the demo warehouse holds.",
+)
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--serve", is_flag=True, help="Keep the sandbox up until Ctrl-C.")
+def demo(users: int, seed: int, serve: bool) -> None:
+    """Build a demo warehouse, start the sandbox, sync into it, print the report."""
+    from connect.sandbox.server import start_sandbox_process
+    from flows.pipeline import SyncOptions, run_sync
+    from warehouse.demo import build_demo_warehouse
+
+    started = time.monotonic()
+    with console.status(f"building the demo warehouse ({users} users)"):
+        counts = build_demo_warehouse(DEMO_WAREHOUSE, users, seed)
+    console.print(
+        f"demo warehouse {DEMO_WAREHOUSE}: {counts.identifies} identifies, "
+        f"{counts.aliases} aliases, {counts.tracks} tracks"
+    )
+    api_key = "demo-" + secrets.token_hex(8)
+    with start_sandbox_process(api_key) as sandbox:
+        settings = Settings(
+            warehouse_url=f"duckdb:///{DEMO_WAREHOUSE}",
+            source_schema="segment",
+            state_url=None,
+            api_url=sandbox.api_url,
+            api_key=api_key,
+        )
+        with _expected_failures(), _progress() as progress:
+            report = run_sync(settings, SyncOptions(), progress)
+        _print_report(report)
+        stats = sandbox.stats()
+        console.print(
+            f"sandbox: {stats['users']} users, {stats['events']} events, "
+            f"{stats['duplicate_events']} duplicates; total {time.monotonic() - started:.1f} s"
+        )
+        console.print(f"Events page: [bold]{sandbox.url}/[/]")
+        if serve:
+            console.print("serving; press Ctrl-C to stop")
+            with suppress(KeyboardInterrupt):
+                sandbox.process.wait()
+    if report.status != "succeeded":
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--api-key", envvar="CONNECT_API_KEY", default="sandbox-key", show_default=True)
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep everything in this SQLite file.",
+)
+def sandbox(host: str, port: int, api_key: str, db: Path | None) -> None:
+    """Run the local Connect API server."""
+    from connect.sandbox.server import serve
+
+    try:
+        serve(host, port, api_key)
+    except OSError as exc:
+        raise UsageProblem(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+@cli.command()
+def status() -> None:
+    """Cursors per stream, the last runs, rejection counts."""
+    from warehouse.engine import create_engine
+    from warehouse.state import StateStore
+
+    settings = _settings()
+    with _expected_failures():
+        store = StateStore(
+            create_engine(settings.effective_state_url),
+            settings.state_schema,
+            settings.source_schema,
+        )
+        store.migrate()
+    cursors = Table(title=f"cursors ({settings.source_schema})")
+    cursors.add_column("stream")
+    cursors.add_column("position")
+    for stream, position in sorted(store.cursors().items()):
+        cursors.add_row(stream, position.isoformat())
+    console.print(cursors)
+    runs = Table(title="last runs")
+    for column in ("run", "kind", "started", "status", "sent (users/events)"):
+        runs.add_column(column)
+    import orjson
+
+    for run in store.recent_runs():
+        report = orjson.loads(run["report"]) if run["report"] else {}
+        runs.add_row(
+            run["run_id"][:12],
+            run["kind"],
+            str(run["started_at"])[:19],
+            run["status"],
+            f"{report.get('users_sent', '-')}/{report.get('events_sent', '-')}",
+        )
+    console.print(runs)
+    counts = store.rejection_counts()
+    console.print("rejections: " + (", ".join(f"{k}: {v}" for k, v in counts.items()) or "none"))
+
+
+@cli.group()
+def rejects() -> None:
+    """Recorded rejections."""
+
+
+@rejects.command("list")
+@click.option("--limit", default=50, show_default=True)
+def rejects_list(limit: int) -> None:
+    """Show recorded rejections with their reasons."""
+    from warehouse.engine import create_engine
+    from warehouse.state import StateStore
+
+    settings = _settings()
+    with _expected_failures():
+        store = StateStore(
+            create_engine(settings.effective_state_url),
+            settings.state_schema,
+            settings.source_schema,
+        )
+        store.migrate()
+    frame = store.rejections()
+    table = Table(title=f"rejections ({len(frame)})")
+    for column in ("stream", "message_id", "user_id", "reason", "retryable"):
+        table.add_column(column)
+    for row in frame.tail(limit).itertuples():
+        table.add_row(
+            row.stream,
+            str(row.message_id),
+            str(row.user_id),
+            row.reason,
+            "yes" if row.retryable else "no",
+        )
+    console.print(table)
+
+
+@rejects.command("replay")
+def rejects_replay() -> None:
+    """Re-send the retryable rejections."""
+    raise UsageProblem("rejects replay is not available yet")
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="connect-sync", standalone_mode=True)
+
+
+run_command: Callable[..., None] = main
+__all__ = ["DEMO_DIR", "cli", "main"]

@@ -1,0 +1,86 @@
+"""The one typed settings object: environment, `.env`, then CLI options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEMO_DIR = Path(".connect-sync")
+DEMO_WAREHOUSE = DEMO_DIR / "demo.duckdb"
+DEFAULT_API_URL = "https://api.outbound.io/v2"
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Everything the job needs to know; API keys are secrets and never printed."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    warehouse_url: str = Field(
+        default=f"duckdb:///{DEMO_WAREHOUSE}",
+        validation_alias=_env("CONNECT_SYNC_WAREHOUSE_URL", "warehouse_url"),
+    )
+    source_schema: str = Field(
+        default="segment", validation_alias=_env("CONNECT_SYNC_SOURCE_SCHEMA", "source_schema")
+    )
+    state_url: str | None = Field(
+        default=None, validation_alias=_env("CONNECT_SYNC_STATE_URL", "state_url")
+    )
+    state_schema: str = Field(
+        default="connect_sync", validation_alias=_env("CONNECT_SYNC_STATE_SCHEMA", "state_schema")
+    )
+    api_url: str = Field(
+        default=DEFAULT_API_URL, validation_alias=_env("CONNECT_API_URL", "api_url")
+    )
+    api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("CONNECT_API_KEY", "api_key")
+    )
+    batch_size: int = Field(
+        default=100, ge=1, le=100, validation_alias=_env("CONNECT_SYNC_BATCH_SIZE", "batch_size")
+    )
+    concurrency: int = Field(
+        default=8, ge=1, le=64, validation_alias=_env("CONNECT_SYNC_CONCURRENCY", "concurrency")
+    )
+    rate_limit: float | None = Field(
+        default=None, gt=0, validation_alias=_env("CONNECT_SYNC_RATE_LIMIT", "rate_limit")
+    )
+    max_retries: int = Field(
+        default=8, ge=0, validation_alias=_env("CONNECT_SYNC_MAX_RETRIES", "max_retries")
+    )
+    request_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=_env("CONNECT_SYNC_REQUEST_TIMEOUT", "request_timeout_s"),
+    )
+    chunk_size: int = Field(
+        default=100_000, ge=1, validation_alias=_env("CONNECT_SYNC_CHUNK_SIZE", "chunk_size")
+    )
+    lookback_hours: float = Field(
+        default=24.0, ge=0, validation_alias=_env("CONNECT_SYNC_LOOKBACK_HOURS", "lookback_hours")
+    )
+    phone_default_region: str | None = Field(
+        default=None,
+        validation_alias=_env("CONNECT_SYNC_PHONE_DEFAULT_REGION", "phone_default_region"),
+    )
+
+    @field_validator("source_schema", "state_schema")
+    @classmethod
+    def _schema_name(cls, value: str) -> str:
+        if not value or not value.replace("_", "").isalnum():
+            raise ValueError(f"schema name {value!r} must be letters, digits and underscores")
+        return value
+
+    @property
+    def effective_state_url(self) -> str:
+        """Where cursors and bookkeeping live: the warehouse itself unless told otherwise."""
+        return self.state_url or self.warehouse_url
+
+    def api_key_value(self) -> str | None:
+        return self.api_key.get_secret_value() if self.api_key else None

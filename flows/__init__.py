@@ -1,0 +1,1 @@
+"""Orchestration: the sync pipeline and the Prefect flows that run it."""

@@ -1,0 +1,44 @@
+"""What a run did, counted: the run report."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class RunReport:
+    run_id: str = ""
+    source_schema: str = ""
+    kind: str = "sync"
+    dry_run: bool = False
+    status: str = "running"
+    started: float = field(default_factory=time.time)
+    duration_s: float = 0.0
+    merges_sent: int = 0
+    merges_already_delivered: int = 0
+    users_considered: int = 0
+    users_sent: int = 0
+    users_unchanged: int = 0
+    users_rejected: int = 0
+    events_read: int = 0
+    events_deduplicated: int = 0
+    events_already_delivered: int = 0
+    events_sent: int = 0
+    events_rejected: int = 0
+    requests: int = 0
+    retries: int = 0
+    identity_conflicts: int = 0
+    identity_cycles: int = 0
+    quality: Counter[str] = field(default_factory=Counter)
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    streams_failed: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["quality"] = dict(self.quality)
+        data["rejected_by_reason"] = dict(self.rejected_by_reason)
+        return data

@@ -1,0 +1,1 @@
+"""Pure functions from Segment rows to Connect payloads: DataFrame in, DataFrame out, no I/O."""

@@ -1,0 +1,46 @@
+"""Engines for warehouse and state URLs, with one engine per URL in a process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+from warehouse.errors import WarehouseError
+
+
+def is_duckdb(engine: Engine) -> bool:
+    return engine.dialect.name == "duckdb"
+
+
+def create_engine(url: str, *, create_dirs: bool = False) -> Engine:
+    """An engine for URL; a DuckDB file's folder is created when asked."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise WarehouseError(f"not a SQLAlchemy URL: {url!r}") from exc
+    if parsed.get_backend_name() == "duckdb" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database)
+        if create_dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():
+            raise WarehouseError(
+                f"DuckDB warehouse file {path} does not exist "
+                "(run `connect-sync demo` or set CONNECT_SYNC_WAREHOUSE_URL)"
+            )
+    try:
+        return sa.create_engine(parsed)
+    except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise WarehouseError(
+            f"no driver for {parsed.get_backend_name()!r}: install the matching extra, "
+            f"e.g. pip install 'segment-connect-sync[{parsed.get_backend_name()}]'"
+        ) from exc
+
+
+def describe(url: str) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<invalid url>"

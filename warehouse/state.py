@@ -1,0 +1,371 @@
+"""The sync state store: cursors, delivery bookkeeping, fingerprints, rejections, runs.
+
+Tables live in their own schema under the state URL (the warehouse by default) and are
+created by the job itself. Works on DuckDB and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Engine
+
+from warehouse.engine import is_duckdb
+
+SCHEMA_VERSION = 1
+WRITE_CHUNK = 1_000
+READ_CHUNK = 10_000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def state_metadata(schema: str) -> sa.MetaData:
+    md = sa.MetaData(schema=schema)
+    sa.Table(
+        "schema_version",
+        md,
+        sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    )
+    sa.Table(
+        "runs",
+        md,
+        sa.Column("run_id", sa.String(64), primary_key=True),
+        sa.Column("source_schema", sa.String(255), nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True)),
+        sa.Column("status", sa.String(32), nullable=False),
+        sa.Column("report", sa.Text),
+    )
+    sa.Table(
+        "cursors",
+        md,
+        sa.Column("source_schema", sa.String(255), primary_key=True),
+        sa.Column("stream", sa.String(32), primary_key=True),
+        sa.Column("position", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("run_id", sa.String(64)),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    sa.Table(
+        "delivered",
+        md,
+        sa.Column("source_schema", sa.String(255), primary_key=True),
+        sa.Column("kind", sa.String(16), primary_key=True),
+        sa.Column("message_id", sa.String(255), primary_key=True),
+        sa.Column("run_id", sa.String(64)),
+        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    sa.Table(
+        "user_fingerprints",
+        md,
+        sa.Column("source_schema", sa.String(255), primary_key=True),
+        sa.Column("user_id", sa.String(255), primary_key=True),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("run_id", sa.String(64)),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    sa.Table(
+        "rejections",
+        md,
+        sa.Column("rejection_id", sa.String(64), primary_key=True),
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("source_schema", sa.String(255), nullable=False),
+        sa.Column("stream", sa.String(32), nullable=False),
+        sa.Column("message_id", sa.String(255)),
+        sa.Column("user_id", sa.String(255)),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("retryable", sa.Boolean, nullable=False),
+        sa.Column("endpoint", sa.String(64)),
+        sa.Column("payload", sa.Text),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("replayed_at", sa.DateTime(timezone=True)),
+    )
+    return md
+
+
+class StateStore:
+    """Bookkeeping for one source schema in the state database."""
+
+    def __init__(self, engine: Engine, schema: str, source_schema: str) -> None:
+        self.engine = engine
+        self.schema = schema
+        self.source_schema = source_schema
+        self.metadata = state_metadata(schema)
+        self.t = self.metadata.tables
+
+    def table(self, name: str) -> sa.Table:
+        return self.t[f"{self.schema}.{name}"]
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create the schema and tables if they are missing; record the version."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
+            self.metadata.create_all(conn, checkfirst=True)
+            version = self.table("schema_version")
+            if conn.execute(sa.select(sa.func.count()).select_from(version)).scalar_one() == 0:
+                conn.execute(sa.insert(version).values(version=SCHEMA_VERSION))
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def start_run(self, kind: str) -> str:
+        run_id = uuid.uuid4().hex
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.insert(self.table("runs")).values(
+                    run_id=run_id,
+                    source_schema=self.source_schema,
+                    kind=kind,
+                    started_at=_now(),
+                    status="running",
+                )
+            )
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, report: dict[str, Any]) -> None:
+        runs = self.table("runs")
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.run_id == run_id)
+                .values(
+                    finished_at=_now(),
+                    status=status,
+                    report=orjson.dumps(report, default=str).decode(),
+                )
+            )
+
+    def recent_runs(self, limit: int = 10) -> list[dict[str, Any]]:
+        runs = self.table("runs")
+        query = (
+            sa.select(runs)
+            .where(runs.c.source_schema == self.source_schema)
+            .order_by(runs.c.started_at.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    # -- cursors --------------------------------------------------------------------------
+
+    def cursors(self) -> dict[str, datetime]:
+        cursors = self.table("cursors")
+        query = sa.select(cursors.c.stream, cursors.c.position).where(
+            cursors.c.source_schema == self.source_schema
+        )
+        with self.engine.connect() as conn:
+            return {stream: _aware(pos) for stream, pos in conn.execute(query)}
+
+    def move_cursor(self, stream: str, position: datetime, run_id: str) -> None:
+        """Set a stream's cursor; called only once every row before it is settled."""
+        cursors = self.table("cursors")
+        values = dict(
+            source_schema=self.source_schema,
+            stream=stream,
+            position=position,
+            run_id=run_id,
+            updated_at=_now(),
+        )
+        stmt = pg_insert(cursors).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["source_schema", "stream"],
+            set_={
+                "position": stmt.excluded.position,
+                "run_id": stmt.excluded.run_id,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    # -- delivery bookkeeping --------------------------------------------------------------
+
+    def record_delivered(self, kind: str, message_ids: Sequence[str], run_id: str) -> None:
+        """Mark messages (`event`, `alias`) acknowledged by Connect."""
+        if not message_ids:
+            return
+        now = _now()
+        rows = [
+            {
+                "source_schema": self.source_schema,
+                "kind": kind,
+                "message_id": m,
+                "run_id": run_id,
+                "delivered_at": now,
+            }
+            for m in dict.fromkeys(message_ids)
+        ]
+        self._insert(self.table("delivered"), rows, ["source_schema", "kind", "message_id"])
+
+    def delivered_among(self, kind: str, message_ids: Iterable[str]) -> set[str]:
+        """Which of these message ids were delivered already."""
+        ids = list(dict.fromkeys(message_ids))
+        delivered = self.table("delivered")
+        found: set[str] = set()
+        if not ids or not self._has_rows(delivered, kind=kind):
+            return found
+        query = sa.select(delivered.c.message_id).where(
+            delivered.c.source_schema == self.source_schema,
+            delivered.c.kind == kind,
+            delivered.c.message_id.in_(sa.bindparam("ids", expanding=True)),
+        )
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), READ_CHUNK):
+                found.update(conn.execute(query, {"ids": ids[i : i + READ_CHUNK]}).scalars())
+        return found
+
+    def fingerprints(self, user_ids: Iterable[str]) -> dict[str, str]:
+        """The fingerprint of the last payload delivered for each of these users."""
+        ids = list(dict.fromkeys(user_ids))
+        table = self.table("user_fingerprints")
+        out: dict[str, str] = {}
+        if not ids or not self._has_rows(table):
+            return out
+        query = sa.select(table.c.user_id, table.c.fingerprint).where(
+            table.c.source_schema == self.source_schema,
+            table.c.user_id.in_(sa.bindparam("ids", expanding=True)),
+        )
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), READ_CHUNK):
+                out.update(dict(conn.execute(query, {"ids": ids[i : i + READ_CHUNK]}).all()))
+        return out
+
+    def record_fingerprints(self, pairs: Sequence[tuple[str, str]], run_id: str) -> None:
+        if not pairs:
+            return
+        now = _now()
+        rows = [
+            {
+                "source_schema": self.source_schema,
+                "user_id": u,
+                "fingerprint": f,
+                "run_id": run_id,
+                "updated_at": now,
+            }
+            for u, f in dict(pairs).items()
+        ]
+        self._insert(
+            self.table("user_fingerprints"),
+            rows,
+            ["source_schema", "user_id"],
+            update=["fingerprint", "run_id", "updated_at"],
+        )
+
+    # -- rejections -----------------------------------------------------------------------
+
+    def record_rejections(self, run_id: str, stream: str, rejected: pd.DataFrame) -> None:
+        """Rows that could not become valid calls: message_id, user_id, reason, retryable,
+        endpoint, payload (optional columns)."""
+        if rejected.empty:
+            return
+        now = _now()
+        rows = []
+        for rec in rejected.to_dict("records"):
+            payload = rec.get("payload")
+            rows.append(
+                {
+                    "rejection_id": uuid.uuid4().hex,
+                    "run_id": run_id,
+                    "source_schema": self.source_schema,
+                    "stream": stream,
+                    "message_id": _str_or_none(rec.get("message_id")),
+                    "user_id": _str_or_none(rec.get("user_id")),
+                    "reason": str(rec["reason"]),
+                    "retryable": bool(rec.get("retryable", False)),
+                    "endpoint": rec.get("endpoint"),
+                    "payload": orjson.dumps(payload).decode() if payload is not None else None,
+                    "created_at": now,
+                }
+            )
+        self._insert(self.table("rejections"), rows, ["rejection_id"])
+
+    def rejections(
+        self, *, retryable_only: bool = False, pending_only: bool = False
+    ) -> pd.DataFrame:
+        table = self.table("rejections")
+        query = sa.select(table).where(table.c.source_schema == self.source_schema)
+        if retryable_only:
+            query = query.where(table.c.retryable.is_(True))
+        if pending_only:
+            query = query.where(table.c.replayed_at.is_(None))
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query.order_by(table.c.created_at))]
+        return pd.DataFrame(rows, columns=[c.name for c in table.columns])
+
+    def mark_replayed(self, rejection_ids: Sequence[str]) -> None:
+        table = self.table("rejections")
+        with self.engine.begin() as conn:
+            for i in range(0, len(rejection_ids), READ_CHUNK):
+                conn.execute(
+                    sa.update(table)
+                    .where(table.c.rejection_id.in_(list(rejection_ids[i : i + READ_CHUNK])))
+                    .values(replayed_at=_now())
+                )
+
+    def rejection_counts(self) -> dict[str, int]:
+        table = self.table("rejections")
+        query = (
+            sa.select(table.c.reason, sa.func.count())
+            .where(table.c.source_schema == self.source_schema, table.c.replayed_at.is_(None))
+            .group_by(table.c.reason)
+        )
+        with self.engine.connect() as conn:
+            return dict(conn.execute(query).all())
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _has_rows(self, table: sa.Table, **where: str) -> bool:
+        query = (
+            sa.select(sa.literal(1))
+            .select_from(table)
+            .where(
+                table.c.source_schema == self.source_schema,
+                *(table.c[k] == v for k, v in where.items()),
+            )
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def _insert(
+        self,
+        table: sa.Table,
+        rows: list[dict[str, Any]],
+        keys: list[str],
+        update: list[str] | None = None,
+    ) -> None:
+        """Insert rows in chunks; on a key conflict do nothing, or update `update` columns."""
+        with self.engine.begin() as conn:
+            for i in range(0, len(rows), WRITE_CHUNK):
+                stmt = pg_insert(table).values(rows[i : i + WRITE_CHUNK])
+                if update:
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=keys, set_={c: stmt.excluded[c] for c in update}
+                    )
+                else:
+                    stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+                conn.execute(stmt)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _str_or_none(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
+        return None
+    return str(value)
+
+
+def uses_duckdb(store: StateStore) -> bool:
+    return is_duckdb(store.engine)
