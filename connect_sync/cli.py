@@ -31,7 +31,7 @@ class UsageProblem(click.ClickException):
     exit_code = 2
 
     def show(self, file: Any = None) -> None:
-        err_console.print(f"[bold red]error:[/] {self.message}", highlight=False)
+        click.echo(f"error: {self.message}", err=True)  # one line, never wrapped
 
 
 def _settings(**overrides: Any) -> Settings:

@@ -1,0 +1,3 @@
+from connect_sync.cli import main
+
+main()

@@ -1,0 +1,80 @@
+"""Shared fixtures: real DuckDB and PostgreSQL warehouses, the sandbox over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from connect.sandbox.server import SandboxProcess, start_sandbox_process
+
+POSTGRES_URL = os.environ.get(
+    "CONNECT_SYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+SANDBOX_KEY = "test-key"
+
+
+def postgres_available() -> bool:
+    try:
+        engine = sa.create_engine(POSTGRES_URL)
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def sandbox_process() -> Iterator[SandboxProcess]:
+    """One sandbox server for the session (a child process on a free loopback port)."""
+    with start_sandbox_process(SANDBOX_KEY) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def sandbox(sandbox_process: SandboxProcess) -> SandboxProcess:
+    """The session's sandbox, emptied for this test."""
+    sandbox_process.reset()
+    return sandbox_process
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """PostgreSQL for integration tests: skipped locally without it, a failure in CI."""
+    if not postgres_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI but not reachable at {POSTGRES_URL}")
+        pytest.skip("PostgreSQL not reachable")
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def duckdb_url(tmp_path: Path) -> str:
+    return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+
+
+@pytest.fixture
+def pg_schema(postgres_url: str) -> Iterator[str]:
+    """A fresh schema name in PostgreSQL, dropped (with a matching state schema) afterwards."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    yield name
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}_state" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(warehouse URL, source schema) on each real backend."""
+    if request.param == "duckdb":
+        yield f"duckdb:///{tmp_path / 'warehouse.duckdb'}", "segment"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        yield url, request.getfixturevalue("pg_schema")
