@@ -49,6 +49,8 @@ class SyncOptions:
     output: Path | None = None
     backfill: Window | None = None
     kind: str = "sync"
+    #: An audience name (sql/audiences/NAME.sql) or .sql path limiting users and events.
+    audience: str | None = None
 
 
 @dataclass

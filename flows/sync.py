@@ -1,28 +1,105 @@
-"""Prefect flows: the same pipeline stages as `flows.pipeline`, run as Prefect tasks."""
+"""Prefect flows: the same pipeline stages as `flows.pipeline`, run as Prefect tasks.
+
+`sync` is the scheduled incremental run, `backfill` re-reads a window of `received_at`;
+`run_job_flow` is what the CLI runs when a Prefect API is configured. All three run one
+`SyncJob`, stage by stage, so no pipeline logic lives here.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from pydantic import Field
 
+from connect.errors import AuthenticationError
 from connect_sync.settings import Settings
-from flows.pipeline import SyncJob, SyncOptions, stages_for
+from flows.pipeline import STREAMS, ConfigurationError, SyncJob, SyncOptions, stages_for
+from flows.report import RunReport
+from warehouse.errors import WarehouseError
+from warehouse.segment import Window
+
+#: Failures a retry cannot fix: bad key, bad configuration, missing tables.
+PERMANENT = (AuthenticationError, ConfigurationError, WarehouseError)
 
 
-@task(name="stage", cache_policy=NO_CACHE, task_run_name="{stream}")
-def run_stage(job: SyncJob, stream: str) -> None:
-    job.run_stage(stream)
+def _retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except PERMANENT:
+        return False
+    except Exception:
+        return True
+    return False
 
 
-@task(name="prepare", cache_policy=NO_CACHE)
+@task(
+    name="prepare",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=_retry_unless_permanent,
+)
 def prepare(job: SyncJob) -> None:
+    """Check the warehouse, migrate the state store, resolve identities."""
     job.prepare()
 
 
-def run_job(settings: Settings, options: SyncOptions) -> dict[str, Any]:
+@task(
+    name="stage",
+    cache_policy=NO_CACHE,
+    task_run_name="{stream}",
+    retries=2,
+    retry_delay_seconds=30,
+    retry_condition_fn=_retry_unless_permanent,
+)
+def run_stage(job: SyncJob, stream: str) -> None:
+    """One stream; safe to retry: delivered items are never sent again."""
+    job.run_stage(stream)
+
+
+def report_rows(report: RunReport) -> list[dict[str, Any]]:
+    """The run report as the rows of a Prefect table artifact."""
+    rows = [
+        {
+            "stream": "merges",
+            "sent": report.merges_sent,
+            "unchanged": report.merges_already_delivered,
+            "rejected": 0,
+        },
+        {
+            "stream": "users",
+            "sent": report.users_sent,
+            "unchanged": report.users_unchanged,
+            "rejected": report.users_rejected,
+        },
+        {
+            "stream": "events",
+            "sent": report.events_sent,
+            "unchanged": report.events_already_delivered,
+            "rejected": report.events_rejected,
+        },
+    ]
+    for reason, count in sorted(report.rejected_by_reason.items()):
+        rows.append({"stream": f"rejected: {reason}", "sent": 0, "unchanged": 0, "rejected": count})
+    rows.append(
+        {
+            "stream": f"retried requests ({report.retries}), duration {report.duration_s:.1f} s",
+            "sent": report.requests,
+            "unchanged": 0,
+            "rejected": 0,
+        }
+    )
+    return rows
+
+
+def run_job(settings: Settings, options: SyncOptions) -> RunReport:
+    """Prepare and run each stage as a task; the report becomes a table artifact."""
     job = SyncJob(settings, options)
     try:
         prepare(job)
@@ -32,47 +109,102 @@ def run_job(settings: Settings, options: SyncOptions) -> dict[str, Any]:
         job.finish(exc)
         raise
     report = job.finish()
-    get_run_logger().info("run %s: %s", report.run_id, report.as_dict())
-    if report.status != "succeeded":
-        raise RuntimeError(f"run {report.run_id} failed: streams {report.streams_failed}")
-    return report.as_dict()
+    create_table_artifact(
+        key=f"connect-sync-{settings.source_schema.replace('_', '-')}",
+        table=report_rows(report),
+        description=f"{report.kind} of `{settings.source_schema}`: {report.status}",
+    )
+    get_run_logger().info(
+        "run %s %s: %s users, %s events sent",
+        report.run_id,
+        report.status,
+        report.users_sent,
+        report.events_sent,
+    )
+    return report
 
 
-@flow(name="connect-sync", flow_run_name="sync-{source_schema}")
+def _settings(source_schema: str | None, api_key_secret: str | None, **extra: Any) -> Settings:
+    """Settings from the environment; the Connect key from a Prefect Secret block if named."""
+    overrides: dict[str, Any] = {k: v for k, v in extra.items() if v is not None}
+    if source_schema:
+        overrides["source_schema"] = source_schema
+    if api_key_secret:
+        from prefect.blocks.system import Secret
+
+        overrides["api_key"] = Secret.load(api_key_secret).get()
+    return Settings(**overrides)
+
+
+def _run_name() -> str:
+    params = flow_run.parameters
+    schema = params.get("source_schema") or "default"
+    if params.get("start"):
+        return f"backfill-{schema}-{params['start']:%Y%m%d}-{params['end']:%Y%m%d}"
+    window = "full-refresh" if params.get("full_refresh") else "incremental"
+    return f"sync-{schema}-{window}"
+
+
+def _check_streams(streams: list[str] | None) -> tuple[str, ...]:
+    chosen = tuple(streams or STREAMS)
+    unknown = set(chosen) - set(STREAMS)
+    if unknown:
+        raise ValueError(f"unknown streams {sorted(unknown)}; choose from {list(STREAMS)}")
+    return chosen
+
+
+@flow(name="connect-sync", flow_run_name=_run_name, validate_parameters=True)
 def sync(
     source_schema: str | None = None,
+    api_key_secret: str | None = None,
     streams: list[str] | None = None,
     full_refresh: bool = False,
     dry_run: bool = False,
     output: str | None = None,
-    rate_limit: float | None = None,
+    audience: str | None = None,
+    rate_limit: float | None = Field(default=None, gt=0),
 ) -> dict[str, Any]:
-    """One incremental run: aliases, users, then events. Settings come from the environment;
-    parameters override them."""
-    overrides: dict[str, Any] = {}
-    if source_schema:
-        overrides["source_schema"] = source_schema
-    if rate_limit:
-        overrides["rate_limit"] = rate_limit
-    settings = Settings(**overrides)
+    """One incremental run: aliases, users, then events."""
+    settings = _settings(source_schema, api_key_secret, rate_limit=rate_limit)
     options = SyncOptions(
-        streams=tuple(streams or ("aliases", "users", "events")),
+        streams=_check_streams(streams),
         full_refresh=full_refresh,
         dry_run=dry_run,
         output=Path(output) if output else None,
+        audience=audience,
     )
-    return run_job(settings, options)
+    report = run_job(settings, options)
+    if report.status != "succeeded":
+        raise RuntimeError(f"run {report.run_id} failed: {report.streams_failed}")
+    return report.as_dict()
+
+
+@flow(name="connect-sync-backfill", flow_run_name=_run_name, validate_parameters=True)
+def backfill(
+    start: datetime,
+    end: datetime,
+    source_schema: str | None = None,
+    api_key_secret: str | None = None,
+    streams: list[str] | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Re-read rows received in [start, end); delivered events are not sent again."""
+    if end <= start:
+        raise ValueError("end must be after start")
+    settings = _settings(source_schema, api_key_secret)
+    options = SyncOptions(
+        streams=_check_streams(streams),
+        dry_run=dry_run,
+        kind="backfill",
+        backfill=Window("received_at", start, end),
+    )
+    report = run_job(settings, options)
+    if report.status != "succeeded":
+        raise RuntimeError(f"run {report.run_id} failed: {report.streams_failed}")
+    return report.as_dict()
 
 
 @flow(name="connect-sync-cli", flow_run_name="{options.kind}-{settings.source_schema}")
-def run_job_flow(settings: Settings, options: SyncOptions):
+def run_job_flow(settings: Settings, options: SyncOptions) -> RunReport:
     """The CLI's entry point when a Prefect API is configured: the run shows up in Prefect."""
-    job = SyncJob(settings, options)
-    try:
-        prepare(job)
-        for stream in stages_for(options):
-            run_stage(job, stream)
-    except BaseException as exc:
-        job.finish(exc)
-        raise
-    return job.finish()
+    return run_job(settings, options)
