@@ -270,14 +270,52 @@ def demo(users: int, seed: int, serve: bool) -> None:
 @click.option(
     "--db",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Keep everything in this SQLite file.",
+    help="Keep everything in this SQLite file (reopened if it exists) instead of memory.",
 )
-def sandbox(host: str, port: int, api_key: str, db: Path | None) -> None:
-    """Run the local Connect API server."""
+@click.option("--error-rate", type=float, default=0.0, help="Fault: share answered 500/503.")
+@click.option(
+    "--rate-limit",
+    "--rate-limit-per-s",
+    "rate_limit_per_s",
+    type=float,
+    help="Fault: 429 with Retry-After above this many requests per second.",
+)
+@click.option("--latency-ms", type=float, default=0.0, help="Fault: added to every request.")
+@click.option("--drop-rate", type=float, default=0.0, help="Fault: share of dropped connections.")
+@click.option("--fault-seed", type=int, help="Seed for a reproducible sequence of faults.")
+def sandbox(
+    host: str,
+    port: int,
+    api_key: str,
+    db: Path | None,
+    error_rate: float,
+    rate_limit_per_s: float | None,
+    latency_ms: float,
+    drop_rate: float,
+    fault_seed: int | None,
+) -> None:
+    """Run the local Connect API server (Events page at /, faults via /_sandbox/faults)."""
+    from connect.sandbox.faults import Faults
     from connect.sandbox.server import serve
+    from connect.sandbox.store import StoreError
+    from connect.sandbox.validation import ValidationError as FaultError
 
     try:
-        serve(host, port, api_key)
+        faults = Faults.from_dict(
+            {
+                "error_rate": error_rate,
+                "rate_limit_per_s": rate_limit_per_s,
+                "latency_ms": latency_ms,
+                "drop_rate": drop_rate,
+                "seed": fault_seed,
+            }
+        )
+    except FaultError as exc:
+        raise UsageProblem(exc.message) from None
+    try:
+        serve(host, port, api_key, db=db, faults=faults)
+    except StoreError as exc:
+        raise UsageProblem(str(exc)) from None
     except OSError as exc:
         raise UsageProblem(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 

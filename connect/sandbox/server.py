@@ -8,29 +8,54 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import httpx
+
+from connect.sandbox.faults import Faults
 
 log = logging.getLogger(__name__)
 
 READY_PREFIX = "connect-sandbox listening on "
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, api_key: str = "sandbox-key") -> None:
-    """Serve until interrupted; prints one line with the address once it is bound."""
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    api_key: str = "sandbox-key",
+    db: str | Path | None = None,
+    faults: Faults | None = None,
+) -> None:
+    """Serve until interrupted; prints one line with the address once it is bound.
+
+    `db`: keep everything in this SQLite file (opened again if it exists) instead of memory.
+    `faults`: what to inject from the start (POST /_sandbox/faults changes it later)."""
     import uvicorn
 
     from connect.sandbox.app import create_app
+    from connect.sandbox.store import SandboxStore
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    store = SandboxStore(db)
+    # proto=IPPROTO_TCP so that asyncio sets TCP_NODELAY on accepted connections (with
+    # proto 0 it does not, and Nagle + delayed ACKs stall every response by ~40 ms).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_host, bound_port = sock.getsockname()[:2]
     config = uvicorn.Config(
-        create_app(api_key), log_level="warning", access_log=False, lifespan="off"
+        create_app(api_key, store, faults),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        backlog=1024,
     )
     print(f"{READY_PREFIX}http://{bound_host}:{bound_port}", flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        store.close()
 
 
 @dataclass
@@ -49,7 +74,25 @@ class SandboxProcess:
         return httpx.get(f"{self.url}/_sandbox/stats", timeout=10).json()
 
     def reset(self) -> None:
+        """Forget everything received, and any faults."""
         httpx.post(f"{self.url}/_sandbox/reset", timeout=10).raise_for_status()
+
+    def set_faults(self, **faults: Any) -> dict[str, Any]:
+        """Replace the injected faults (error_rate, rate_limit_per_s, latency_ms, drop_rate,
+        seed); no arguments turns them all off."""
+        response = httpx.post(f"{self.url}/_sandbox/faults", json=faults, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        """The stored, merged profile, or None."""
+        response = httpx.get(f"{self.url}/_sandbox/users/{quote(user_id, safe='')}", timeout=10)
+        return None if response.status_code == 404 else response.raise_for_status().json()
+
+    def events(self, user_id: str | None = None, event: str | None = None) -> list[dict]:
+        params = {k: v for k, v in (("user_id", user_id), ("event", event)) if v is not None}
+        response = httpx.get(f"{self.url}/_sandbox/events", params=params, timeout=30)
+        return response.raise_for_status().json()
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -1,189 +1,454 @@
-"""What the sandbox has received: profiles, events, counters. In memory."""
+"""What the sandbox has received: profiles, events, counters, in SQLite.
+
+One implementation for both modes: `SandboxStore()` keeps everything in an in-memory SQLite
+database (the default), `SandboxStore(path)` in a file (WAL mode) that can be opened again,
+or browsed with any SQLite tool, after the run. Every request is one transaction: a
+rejected or faulted request writes nothing. The batch path is a handful of `executemany`
+calls on indexed tables.
+"""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
-from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from collections import Counter
+from hashlib import blake2b
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-PROFILE_FIELDS = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone_number",
-    "timezone",
-    "group_id",
-)
+PROFILE_FIELDS = ("first_name", "last_name", "email", "phone_number", "timezone", "group_id")
 TOKEN_FIELDS = ("apns", "gcm", "fcm")
+OBJECT_FIELDS = ("attributes", "group_attributes")
 DAY_S = 24 * 3600
+COUNTERS = (
+    "requests",
+    "identify_items",
+    "track_items",
+    "duplicate_events",
+    "rejected_items",
+    "rate_limited",
+    "errors_injected",
+    "connections_dropped",
+    "unauthorized",
+)
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    user_id TEXT PRIMARY KEY,
+    profile TEXT NOT NULL,          -- the merged profile as JSON
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    properties TEXT NOT NULL,       -- JSON object
+    timestamp,                      -- seconds as sent (int or float), or NULL
+    received_at REAL NOT NULL,
+    key INTEGER NOT NULL            -- hash of (user_id, event, timestamp, properties)
+);
+CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id);
+CREATE TABLE IF NOT EXISTS arrivals (  -- per event name and second of arrival
+    event TEXT NOT NULL,
+    second INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    last_at REAL NOT NULL,
+    PRIMARY KEY (event, second)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+INSERT_EVENT = (
+    "INSERT INTO events (user_id, event, properties, timestamp, received_at, key)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+UPSERT_ARRIVAL = (
+    "INSERT INTO arrivals (event, second, n, last_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (event, second) DO UPDATE SET n = n + excluded.n, last_at = excluded.last_at"
+)
+UPSERT_USER = (
+    "INSERT INTO users (user_id, profile, updated_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (user_id) DO UPDATE SET profile = excluded.profile,"
+    " updated_at = excluded.updated_at"
+)
+ADD_COUNTER = "UPDATE counters SET n = n + ? WHERE name = ?"
+EVENT_SUMMARY = """
+SELECT event,
+       coalesce(sum(CASE WHEN second >= ? THEN n END), 0) AS last_24h,
+       sum(n) AS total,
+       max(last_at) AS last_seen
+FROM arrivals GROUP BY event ORDER BY lower(event), event
+"""
 
 
-@dataclass
-class EventName:
-    """Arrivals of one event name, for the Events page."""
+def new_profile(user_id: str, now: float) -> dict[str, Any]:
+    """An empty profile with every field the user lookup shows."""
+    return {  # a literal: this runs for every new user on the batch path
+        "user_id": user_id,
+        "first_name": None,
+        "last_name": None,
+        "email": None,
+        "phone_number": None,
+        "timezone": None,
+        "group_id": None,
+        "apns": [],
+        "gcm": [],
+        "fcm": [],
+        "attributes": {},
+        "group_attributes": {},
+        "disabled_tokens": {"apns": [], "gcm": [], "fcm": []},
+        "unsubscribed_all": False,
+        "unsubscribed_campaigns": [],
+        "merged_ids": [],
+        "created_at": now,
+        "updated_at": now,
+    }
 
-    total: int = 0
-    last_seen: float = 0.0
-    arrivals: deque[float] = field(default_factory=deque)
 
-    def count_last_day(self, now: float) -> int:
-        while self.arrivals and self.arrivals[0] < now - DAY_S:
-            self.arrivals.popleft()
-        return len(self.arrivals)
+def apply_identify(profile: dict[str, Any], item: dict[str, Any]) -> None:
+    """Upsert: fields that are present replace, attributes merge key by key, tokens register."""
+    for name in PROFILE_FIELDS:
+        value = item.get(name)
+        if value is not None:
+            profile[name] = value
+    for name in OBJECT_FIELDS:
+        value = item.get(name)
+        if value:
+            profile[name].update(value)
+    for name in TOKEN_FIELDS:
+        for token in item.get(name) or ():
+            register_token(profile, name, token)
 
 
-class MemoryStore:
-    """Profiles keyed by user id (string), events in arrival order, counters."""
+def merge_profiles(target: dict[str, Any], old: dict[str, Any]) -> None:
+    """Fold `old` (an earlier id of the same person) into `target`; target's values win."""
+    for name in PROFILE_FIELDS:
+        if target.get(name) is None and old.get(name) is not None:
+            target[name] = old[name]
+    for name in OBJECT_FIELDS:
+        target[name] = {**old[name], **target[name]}
+    for name in TOKEN_FIELDS:
+        for token in old[name]:
+            if token not in target[name] and token not in target["disabled_tokens"][name]:
+                target[name].append(token)
+        for token in old["disabled_tokens"][name]:
+            if token not in target[name] and token not in target["disabled_tokens"][name]:
+                target["disabled_tokens"][name].append(token)
+    target["unsubscribed_all"] = target["unsubscribed_all"] or old["unsubscribed_all"]
+    for campaign in old["unsubscribed_campaigns"]:
+        if campaign not in target["unsubscribed_campaigns"]:
+            target["unsubscribed_campaigns"].append(campaign)
+    for merged in [*old["merged_ids"], old["user_id"]]:
+        if merged not in target["merged_ids"] and merged != target["user_id"]:
+            target["merged_ids"].append(merged)
+    target["created_at"] = min(target["created_at"], old["created_at"])
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.reset()
+
+def register_token(profile: dict[str, Any], platform: str, token: str) -> None:
+    if token in profile["disabled_tokens"][platform]:
+        profile["disabled_tokens"][platform].remove(token)
+    if token not in profile[platform]:
+        profile[platform].append(token)
+
+
+def disable_token(profile: dict[str, Any], platform: str, token: str | None) -> None:
+    """Disable one token, or all of the platform's tokens when `token` is None."""
+    tokens = list(profile[platform]) if token is None else [token]
+    for value in tokens:
+        if value in profile[platform]:
+            profile[platform].remove(value)
+        if value not in profile["disabled_tokens"][platform]:
+            profile["disabled_tokens"][platform].append(value)
+
+
+def event_key(user_id: str, event: str, timestamp: Any, properties_json: bytes) -> int:
+    """What makes two received events the same: user, name, timestamp, properties."""
+    stamp = "" if timestamp is None else repr(float(timestamp))
+    raw = f"{user_id}\x1f{event}\x1f{stamp}\x1f".encode() + properties_json
+    return int.from_bytes(blake2b(raw, digest_size=8).digest(), "big", signed=True)
+
+
+class StoreError(Exception):
+    """The database file cannot be opened or was not written by this sandbox."""
+
+
+class SandboxStore:
+    """Profiles keyed by user id (a string), events in arrival order, counters."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = str(path) if path else ":memory:"
+        self.lock = threading.RLock()
+        self.clock_offset = 0.0
+        try:
+            self._open()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot use {self.path} as the sandbox database: {exc}") from exc
+
+    def _open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if version != SCHEMA_VERSION and (version or tables):
+            raise StoreError(
+                f"{self.path} is not a sandbox database of this version; use another file"
+            )
+        if self.path != ":memory:":
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+        else:
+            self.conn.execute("PRAGMA synchronous = OFF")
+        self.conn.execute("PRAGMA temp_store = MEMORY")
+        self.conn.executescript(SCHEMA)
+        self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO counters (name, n) VALUES (?, 0)", [(c,) for c in COUNTERS]
+        )
+        #: keys of every stored event, to count duplicates (rebuilt from a reopened file)
+        self.event_keys: set[int] = {k for (k,) in self.conn.execute("SELECT key FROM events")}
+
+    # -- time -----------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The sandbox's clock: wall time plus any offset set through /_sandbox/clock."""
+        return time.time() + self.clock_offset
+
+    # -- transactions ---------------------------------------------------------------------
+
+    def _write(self, work, counters: dict[str, int]) -> Any:
+        """Run `work(cursor)` and counter updates in one transaction."""
+        with self.lock:
+            cur = self.conn.cursor()
+            cur.execute("BEGIN")
+            try:
+                result = work(cur) if work is not None else None
+                cur.executemany(ADD_COUNTER, [(n, name) for name, n in counters.items() if n])
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+            return result
+
+    def count(self, name: str, n: int = 1, **more: int) -> None:
+        """Add to counters (requests, rate_limited, ...) outside any data write."""
+        self._write(None, {name: n, **more})
 
     def reset(self) -> None:
-        self.users: dict[str, dict[str, Any]] = {}
-        self.events: list[dict[str, Any]] = []
-        self.events_by_user: dict[str, list[int]] = defaultdict(list)
-        self.event_names: dict[str, EventName] = {}
-        self.event_keys: set[bytes] = set()
-        self.counters: dict[str, int] = defaultdict(int)
+        """Forget everything (and the clock offset)."""
+        with self.lock:
+            self.clock_offset = 0.0
+            self.conn.execute("BEGIN")
+            for table in ("users", "events", "arrivals"):
+                self.conn.execute(f"DELETE FROM {table}")
+            self.conn.execute("UPDATE counters SET n = 0")
+            self.conn.execute("COMMIT")
+            self.event_keys = set()
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
 
     # -- writes ---------------------------------------------------------------------------
 
-    def identify(self, items: list[dict[str, Any]]) -> None:
+    def track(self, items: list[dict[str, Any]], requests: int = 0) -> None:
+        """Store validated track items, counting duplicates; one transaction."""
+        now = self.now()
+        rows = []
+        fresh: set[int] = set()
+        duplicates = 0
+        dumps = orjson.dumps
+        sort = orjson.OPT_SORT_KEYS
         with self.lock:
-            self.counters["identify_items"] += len(items)
-            for item in items:
-                self._identify(item)
-
-    def _identify(self, item: dict[str, Any]) -> None:
-        user_id = item["user_id"]
-        previous_id = item.get("previous_id")
-        if previous_id is not None and str(previous_id) != user_id:
-            self._merge(str(previous_id), user_id)
-        profile = self.users.setdefault(user_id, _new_profile(user_id))
-        for name in PROFILE_FIELDS:
-            if item.get(name) is not None:
-                profile[name] = item[name]
-        for name in TOKEN_FIELDS:
-            for token in item.get(name) or ():
-                if token not in profile[name]:
-                    profile[name].append(token)
-        for name in ("attributes", "group_attributes"):
-            if item.get(name):
-                profile[name].update(item[name])
-        profile["updated_at"] = time.time()
-
-    def _merge(self, previous_id: str, user_id: str) -> None:
-        """Fold the previous user's profile and events into user_id."""
-        old = self.users.pop(previous_id, None)
-        target = self.users.setdefault(user_id, _new_profile(user_id))
-        if old is not None:
-            for name in PROFILE_FIELDS:
-                if target.get(name) is None and old.get(name) is not None:
-                    target[name] = old[name]
-            for name in TOKEN_FIELDS:
-                for token in old[name]:
-                    if token not in target[name]:
-                        target[name].append(token)
-            for name in ("attributes", "group_attributes"):
-                target[name] = {**old[name], **target[name]}
-            target.setdefault("merged_ids", []).append(previous_id)
-        moved = self.events_by_user.pop(previous_id, [])
-        for index in moved:
-            self.events[index]["user_id"] = user_id
-        self.events_by_user[user_id].extend(moved)
-
-    def track(self, items: list[dict[str, Any]]) -> None:
-        now = time.time()
-        with self.lock:
-            self.counters["track_items"] += len(items)
+            seen = self.event_keys
             for item in items:
                 user_id = item["user_id"]
-                event = {
-                    "user_id": user_id,
-                    "event": item["event"],
-                    "properties": item.get("properties") or {},
-                    "timestamp": item.get("timestamp"),
-                    "received_at": now,
-                }
-                key = orjson.dumps(
-                    [user_id, event["event"], event["timestamp"], event["properties"]],
-                    option=orjson.OPT_SORT_KEYS,
-                )
-                if key in self.event_keys:
-                    self.counters["duplicate_events"] += 1
+                name = item["event"]
+                timestamp = item.get("timestamp")
+                properties = dumps(item.get("properties") or {}, option=sort)
+                key = event_key(user_id, name, timestamp, properties)
+                if key in seen or key in fresh:
+                    duplicates += 1
                 else:
-                    self.event_keys.add(key)
-                self.events_by_user[user_id].append(len(self.events))
-                self.events.append(event)
-                name = self.event_names.setdefault(event["event"], EventName())
-                name.total += 1
-                name.last_seen = now
-                name.arrivals.append(now)
+                    fresh.add(key)
+                rows.append((user_id, name, properties.decode(), timestamp, now, key))
+            second = int(now)
+            arrivals = [
+                (name, second, n, now)
+                for name, n in Counter(item["event"] for item in items).items()
+            ]
 
-    def count(self, name: str, n: int = 1) -> None:
-        with self.lock:
-            self.counters[name] += n
+            def work(cur: sqlite3.Cursor) -> None:
+                cur.executemany(INSERT_EVENT, rows)
+                cur.executemany(UPSERT_ARRIVAL, arrivals)
+
+            counters = {"track_items": len(items), "requests": requests}
+            self._write(work, {**counters, "duplicate_events": duplicates})
+            seen |= fresh
+
+    def identify(self, items: list[dict[str, Any]], requests: int = 0) -> None:
+        """Upsert validated identifies in order; `previous_id` merges that user in."""
+        now = self.now()
+
+        def work(cur: sqlite3.Cursor) -> None:
+            ids = {item["user_id"] for item in items}
+            ids.update(item["previous_id"] for item in items if item.get("previous_id"))
+            profiles = self._load(cur, ids)
+            moves: list[tuple[str, str]] = []
+            for item in items:
+                user_id = item["user_id"]
+                previous_id = item.get("previous_id")
+                profile = profiles.get(user_id) or new_profile(user_id, now)
+                profiles[user_id] = profile
+                if previous_id and previous_id != user_id:
+                    old = profiles.get(previous_id)
+                    if old is not None:
+                        merge_profiles(profile, old)
+                        profiles[previous_id] = None
+                    elif previous_id not in profile["merged_ids"]:
+                        profile["merged_ids"].append(previous_id)
+                    moves.append((user_id, previous_id))
+                apply_identify(profile, item)
+                profile["updated_at"] = now
+            self._save(cur, profiles, now)
+            if moves:
+                cur.executemany("UPDATE events SET user_id = ? WHERE user_id = ?", moves)
+
+        self._write(work, {"identify_items": len(items), "requests": requests})
+
+    def update_profile(self, user_id: str, change, requests: int = 0) -> None:
+        """Apply `change(profile)` to one user (created if new): tokens, subscriptions."""
+        now = self.now()
+
+        def work(cur: sqlite3.Cursor) -> None:
+            profiles = self._load(cur, {user_id})
+            profile = profiles.get(user_id) or new_profile(user_id, now)
+            change(profile)
+            profile["updated_at"] = now
+            self._save(cur, {user_id: profile}, now)
+
+        self._write(work, {"requests": requests})
+
+    @staticmethod
+    def _load(cur: sqlite3.Cursor, ids: set[str]) -> dict[str, dict[str, Any] | None]:
+        ids_list = list(ids)
+        marks = ",".join("?" * len(ids_list))
+        rows = cur.execute(
+            f"SELECT user_id, profile FROM users WHERE user_id IN ({marks})",
+            ids_list,
+        ).fetchall()
+        return {user_id: orjson.loads(profile) for user_id, profile in rows}
+
+    @staticmethod
+    def _save(cur: sqlite3.Cursor, profiles: dict[str, dict[str, Any] | None], now: float) -> None:
+        cur.executemany(
+            UPSERT_USER,
+            [
+                (user_id, orjson.dumps(p).decode(), now)
+                for user_id, p in profiles.items()
+                if p is not None
+            ],
+        )
+        gone = [(user_id,) for user_id, p in profiles.items() if p is None]
+        if gone:
+            cur.executemany("DELETE FROM users WHERE user_id = ?", gone)
 
     # -- reads ----------------------------------------------------------------------------
 
     def user(self, user_id: str) -> dict[str, Any] | None:
         with self.lock:
-            profile = self.users.get(user_id)
-            return None if profile is None else dict(profile)
+            row = self.conn.execute(
+                "SELECT profile FROM users WHERE user_id = ?", (user_id,)
+            ).fetchone()
+        return None if row is None else orjson.loads(row[0])
 
-    def find_events(self, user_id: str | None = None, event: str | None = None) -> list[dict]:
+    def find_users(self, prefix: str = "", limit: int = 50) -> list[str]:
+        """User ids starting with `prefix`, for the lookup page."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         with self.lock:
-            rows = (
-                [self.events[i] for i in self.events_by_user.get(user_id, [])]
-                if user_id is not None
-                else list(self.events)
-            )
+            rows = self.conn.execute(
+                "SELECT user_id FROM users WHERE user_id LIKE ? ESCAPE '\\'"
+                " ORDER BY user_id LIMIT ?",
+                (escaped + "%", limit),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def find_events(
+        self,
+        user_id: str | None = None,
+        event: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Stored events in arrival order, optionally of one user and/or one name."""
+        where, params = [], []
+        if user_id is not None:
+            where.append("user_id = ?")
+            params.append(user_id)
+        if event is not None:
+            where.append("event = ?")
+            params.append(event)
+        sql = "SELECT user_id, event, properties, timestamp, received_at FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC" if newest_first else " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self.lock:
+            rows = self.conn.execute(sql, params).fetchall()
+        loads = orjson.loads
         return [
-            {k: e[k] for k in ("user_id", "event", "properties", "timestamp")}
-            for e in rows
-            if event is None or e["event"] == event
+            {
+                "user_id": u,
+                "event": e,
+                "properties": loads(p),
+                "timestamp": t,
+                "received_at": r,
+            }
+            for u, e, p, t, r in rows
         ]
+
+    def counters(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.conn.execute("SELECT name, n FROM counters").fetchall())
 
     def stats(self) -> dict[str, int]:
         with self.lock:
-            return {
-                "requests": self.counters["requests"],
-                "identify_items": self.counters["identify_items"],
-                "track_items": self.counters["track_items"],
-                "users": len(self.users),
-                "events": len(self.events),
-                "duplicate_events": self.counters["duplicate_events"],
-                "rejected_items": self.counters["rejected_items"],
-                "rate_limited": self.counters["rate_limited"],
-            }
+            counters = self.counters()
+            users = self.conn.execute("SELECT count(*) FROM users").fetchone()[0]
+            events = self.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        return {
+            "requests": counters["requests"],
+            "identify_items": counters["identify_items"],
+            "track_items": counters["track_items"],
+            "users": users,
+            "events": events,
+            "duplicate_events": counters["duplicate_events"],
+            "rejected_items": counters["rejected_items"],
+            "rate_limited": counters["rate_limited"],
+            "errors_injected": counters["errors_injected"],
+            "connections_dropped": counters["connections_dropped"],
+            "unauthorized": counters["unauthorized"],
+        }
 
     def event_summary(self, now: float | None = None) -> list[dict[str, Any]]:
-        now = now or time.time()
+        """Per event name: arrivals in the last 24 hours, in all, and the last arrival."""
+        now = self.now() if now is None else now
         with self.lock:
-            return sorted(
-                (
-                    {
-                        "event": name,
-                        "last_24h": info.count_last_day(now),
-                        "total": info.total,
-                        "last_seen": info.last_seen,
-                    }
-                    for name, info in self.event_names.items()
-                ),
-                key=lambda row: row["event"].lower(),
-            )
+            rows = self.conn.execute(EVENT_SUMMARY, (int(now - DAY_S) + 1,)).fetchall()
+        return [
+            {"event": name, "last_24h": day, "total": total, "last_seen": last}
+            for name, day, total, last in rows
+        ]
 
 
-def _new_profile(user_id: str) -> dict[str, Any]:
-    return {
-        "user_id": user_id,
-        **{name: None for name in PROFILE_FIELDS},
-        **{name: [] for name in TOKEN_FIELDS},
-        "attributes": {},
-        "group_attributes": {},
-    }
+class MemoryStore(SandboxStore):
+    """The default: everything in an in-memory SQLite database."""
+
+    def __init__(self) -> None:
+        super().__init__(None)

@@ -1,0 +1,142 @@
+"""Server-rendered HTML: the Events page (Connect's Settings > Events) and a user lookup."""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import orjson
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222;padding:0 1em}
+h1{font-size:1.6em;margin-bottom:.2em} nav a{margin-right:1em}
+table{border-collapse:collapse;width:100%;margin-top:1em}
+td,th{border-bottom:1px solid #ddd;padding:6px 10px;text-align:left;vertical-align:top}
+th{background:#f4f4f6} td.count,th.count{text-align:right;font-variant-numeric:tabular-nums}
+input[type=search]{padding:6px;width:24em} button{padding:6px 12px}
+.muted{color:#777} pre{background:#f7f7f9;padding:.6em;overflow:auto;margin:0}
+.recent{color:#0a7d32;font-weight:600} .stale{color:#999}
+"""
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def _ago(ts: float, now: float) -> str:
+    seconds = max(0, int(now - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
+        "<nav><a href='/'>Events</a><a href='/users'>Users</a>"
+        "<a href='/_sandbox/stats'>Stats (JSON)</a></nav>"
+        f"{body}</body></html>"
+    )
+
+
+def user_link(user_id: str) -> str:
+    return "/users?" + urlencode({"user_id": user_id})
+
+
+def render_events_page(
+    summary: list[dict[str, Any]], users: int, events: int, query: str, now: float
+) -> str:
+    """Every event name received, arrivals in the last 24 hours, last arrival; searchable."""
+    needle = query.strip().lower()
+    rows = [r for r in summary if needle in r["event"].lower()]
+    lines = []
+    for r in rows:
+        name = html.escape(r["event"])
+        events_json = html.escape("/_sandbox/events?" + urlencode({"event": r["event"]}))
+        recent = r["last_24h"] > 0
+        lines.append(
+            f"<tr data-event='{name}'>"
+            f"<td class='event'><a href='{events_json}'>{name}</a></td>"
+            f"<td class='count'>{r['last_24h']}</td>"
+            f"<td class='{'recent' if recent else 'stale'}'>{'yes' if recent else 'no'}</td>"
+            f"<td class='count total'>{r['total']}</td>"
+            f"<td class='last-seen' title='{_when(r['last_seen'])}'>{_when(r['last_seen'])}"
+            f" <span class='muted'>({_ago(r['last_seen'], now)})</span></td></tr>"
+        )
+    if not rows:
+        message = "No event matches your search." if summary else "No events received yet."
+        lines.append(f"<tr><td colspan='5' class='muted' id='empty'>{message}</td></tr>")
+    shown = (
+        f"{len(rows)} of {len(summary)} event names match"
+        if needle
+        else f"{len(summary)} event names"
+    )
+    body = f"""
+<h1>Events</h1>
+<p class="muted">Every event name this sandbox received. Counts are arrivals at the sandbox
+in the last 24 hours (by arrival time, not the event's own timestamp).</p>
+<form method="get" action="/" role="search">
+<input type="search" name="q" id="search" value="{html.escape(query)}"
+ placeholder="Search events" autofocus>
+<button type="submit">Search</button></form>
+<p id="summary"><span id="users">{users} users</span> &middot;
+<a href="/users" id="user-lookup">look up a user</a> &middot;
+<span id="events-total">{events} events stored</span> &middot;
+<span id="names-shown">{shown}</span></p>
+<table id="events"><thead><tr><th>Event</th><th class="count">Received (last 24 h)</th>
+<th>In last 24 h</th><th class="count">Received in all</th><th>Last received</th></tr></thead>
+<tbody>{"".join(lines)}</tbody></table>
+<p class="muted">Page rendered {_when(now)}.</p>"""
+    return _page("Connect sandbox: Events", body)
+
+
+def render_user_page(
+    query: str,
+    profile: dict[str, Any] | None,
+    events: list[dict[str, Any]],
+    matches: list[str],
+) -> str:
+    """Look a user up by id: the merged profile and its latest events."""
+    form = f"""
+<h1>Users</h1>
+<form method="get" action="/users" role="search">
+<input type="search" name="user_id" id="user-search" value="{html.escape(query)}"
+ placeholder="User id" autofocus>
+<button type="submit">Look up</button></form>"""
+    parts = [form]
+    if profile is not None:
+        json_link = f"/_sandbox/users/{quote(profile['user_id'], safe='')}"
+        fields = "".join(
+            f"<tr><th>{html.escape(k)}</th><td><pre>"
+            f"{html.escape(orjson.dumps(v, option=orjson.OPT_INDENT_2).decode())}</pre></td></tr>"
+            for k, v in profile.items()
+        )
+        rows = "".join(
+            f"<tr><td>{html.escape(e['event'])}</td><td>{e['timestamp']}</td>"
+            f"<td><pre>{html.escape(orjson.dumps(e['properties']).decode())}</pre></td></tr>"
+            for e in events
+        )
+        parts.append(
+            f"<h2 id='profile'>{html.escape(profile['user_id'])}</h2>"
+            f"<p><a href='{json_link}'>as JSON</a></p><table id='fields'>{fields}</table>"
+            f"<h2>Latest events ({len(events)} shown)</h2><table id='user-events'>"
+            "<thead><tr><th>Event</th><th>Timestamp</th><th>Properties</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+        )
+    else:
+        if query:
+            parts.append(f"<p id='not-found'>No user <b>{html.escape(query)}</b>.</p>")
+        if matches:
+            items = "".join(
+                f"<li><a href='{html.escape(user_link(m))}'>{html.escape(m)}</a></li>"
+                for m in matches
+            )
+            label = "User ids starting with that" if query else "Some user ids"
+            parts.append(f"<p>{label}:</p><ul id='matches'>{items}</ul>")
+    return _page("Connect sandbox: Users", "".join(parts))

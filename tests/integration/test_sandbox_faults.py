@@ -1,0 +1,207 @@
+"""Fault injection over real HTTP (5xx, 429 + Retry-After, latency, dropped connections) and
+the sandbox's options as a child process: faults from the start, SQLite storage with --db."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from connect.sandbox.server import SandboxProcess, start_sandbox_process
+
+TRACK = {"user_id": "u1", "event": "Faulted"}
+
+
+def send(sandbox: SandboxProcess, client: httpx.Client, n: int = 1) -> list[httpx.Response]:
+    return [
+        client.post(f"{sandbox.api_url}/track", json={**TRACK, "timestamp": i}) for i in range(n)
+    ]
+
+
+@pytest.fixture
+def client(sandbox: SandboxProcess):
+    with httpx.Client(headers={"X-Outbound-Key": sandbox.api_key}, timeout=10) as http:
+        yield http
+
+
+def faults(sandbox: SandboxProcess, **values) -> httpx.Response:
+    return httpx.post(f"{sandbox.url}/_sandbox/faults", json=values, timeout=10)
+
+
+def test_faults_are_set_read_validated_and_cleared_by_reset(sandbox) -> None:
+    assert httpx.get(f"{sandbox.url}/_sandbox/faults", timeout=10).json() == {
+        "error_rate": 0.0,
+        "rate_limit_per_s": None,
+        "latency_ms": 0.0,
+        "drop_rate": 0.0,
+        "seed": None,
+    }
+    chosen = {"error_rate": 0.2, "rate_limit_per_s": 50, "latency_ms": 20, "drop_rate": 0.05}
+    assert faults(sandbox, **chosen).json() == {**chosen, "seed": None}
+    assert httpx.get(f"{sandbox.url}/_sandbox/faults", timeout=10).json()["drop_rate"] == 0.05
+
+    for bad in ({"error_rate": 1.5}, {"drop_rate": -0.1}, {"latency_ms": "slow"}, {"nope": 1}):
+        response = faults(sandbox, **bad)
+        assert response.status_code == 400
+        assert response.json()["error"]["Code"] == "invalid_faults"
+    assert httpx.get(f"{sandbox.url}/_sandbox/faults", timeout=10).json()["error_rate"] == 0.2
+
+    sandbox.reset()
+    assert httpx.get(f"{sandbox.url}/_sandbox/faults", timeout=10).json()["error_rate"] == 0.0
+
+
+def test_error_rate_answers_500_or_503_and_stores_nothing(sandbox, client) -> None:
+    faults(sandbox, error_rate=1.0, seed=3)
+
+    responses = send(sandbox, client, 12)
+    batch = client.post(f"{sandbox.api_url}/identify/batch", json=[{"user_id": "u1"}] * 5)
+
+    statuses = {r.status_code for r in [*responses, batch]}
+    assert statuses == {500, 503}
+    assert all(r.json()["error"]["Code"] == "server_error" for r in responses)
+    stats = sandbox.stats()
+    assert stats["errors_injected"] == stats["requests"] == 13
+    assert stats["events"] == stats["users"] == stats["track_items"] == 0
+
+
+def test_error_rate_is_a_share_and_a_seed_repeats_it(sandbox, client) -> None:
+    faults(sandbox, error_rate=0.5, seed=42)
+    first = [r.status_code for r in send(sandbox, client, 40)]
+    faults(sandbox, error_rate=0.5, seed=42)
+    second = [r.status_code for r in send(sandbox, client, 40)]
+
+    assert first == second
+    assert 5 <= sum(s != 200 for s in first) <= 35
+    stats = sandbox.stats()
+    assert stats["events"] == 2 * first.count(200)  # exactly the answered ones were stored
+    assert stats["errors_injected"] == 2 * (40 - first.count(200))
+
+
+def test_rate_limit_answers_429_with_retry_after_and_stores_nothing(sandbox, client) -> None:
+    faults(sandbox, rate_limit_per_s=4)
+
+    started = time.monotonic()
+    responses = send(sandbox, client, 12)
+    elapsed = time.monotonic() - started
+
+    limited = [r for r in responses if r.status_code == 429]
+    accepted = [r for r in responses if r.status_code == 200]
+    assert len(accepted) + len(limited) == 12
+    assert 4 <= len(accepted) <= 4 + 4 * elapsed + 1 and limited  # a second's burst, then 4/s
+    for response in limited:
+        assert int(response.headers["Retry-After"]) >= 1
+        assert response.json()["error"]["Code"] == "rate_limited"
+    stats = sandbox.stats()
+    assert stats["rate_limited"] == len(limited)
+    assert stats["events"] == len(accepted) and stats["requests"] == 12
+
+    time.sleep(1.0)  # the limit is per second: after waiting, requests pass again
+    assert send(sandbox, client, 1)[0].status_code == 200
+
+
+def test_latency_slows_every_request_but_stores_it(sandbox, client) -> None:
+    faults(sandbox, latency_ms=150)
+
+    started = time.perf_counter()
+    responses = send(sandbox, client, 3)
+    elapsed = time.perf_counter() - started
+
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert elapsed >= 0.45
+    assert sandbox.stats()["events"] == 3
+
+
+def test_dropped_connections_get_no_response_and_store_nothing(sandbox, client) -> None:
+    faults(sandbox, drop_rate=1.0)
+
+    for path, body in (("/track", TRACK), ("/identify/batch", [{"user_id": "u1"}])):
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            client.post(f"{sandbox.api_url}{path}", json=body)
+
+    stats = sandbox.stats()
+    assert stats["connections_dropped"] == stats["requests"] == 2
+    assert stats["events"] == stats["users"] == 0
+    faults(sandbox)  # the server itself is fine afterwards
+    assert send(sandbox, client, 1)[0].status_code == 200
+
+
+def test_faults_hit_before_the_key_is_checked_and_every_attempt_is_counted(sandbox, client) -> None:
+    faults(sandbox, drop_rate=0.3, error_rate=0.3, seed=7)
+    outcomes = {"dropped": 0, 200: 0, 500: 0, 503: 0}
+    for i in range(60):
+        try:
+            response = client.post(f"{sandbox.api_url}/track", json={**TRACK, "timestamp": i})
+            outcomes[response.status_code] += 1
+        except httpx.TransportError:
+            outcomes["dropped"] += 1
+
+    stats = sandbox.stats()
+    assert stats["requests"] == 60
+    assert stats["connections_dropped"] == outcomes["dropped"] > 0
+    assert stats["errors_injected"] == outcomes[500] + outcomes[503] > 0
+    assert stats["events"] == outcomes[200] > 0
+
+
+# -- the sandbox as its own process: faults from the command line, SQLite storage ----------
+
+
+def test_fault_options_apply_from_the_start() -> None:
+    extra = ["--error-rate", "1", "--latency-ms", "50", "--fault-seed", "1"]
+    with start_sandbox_process("opt-key", extra_args=extra) as sandbox:
+        current = httpx.get(f"{sandbox.url}/_sandbox/faults", timeout=10).json()
+        response = httpx.post(
+            f"{sandbox.api_url}/track", json=TRACK, headers={"X-Outbound-Key": "opt-key"}
+        )
+        assert current["error_rate"] == 1.0 and current["latency_ms"] == 50.0
+        assert response.status_code in (500, 503)
+        assert sandbox.stats()["events"] == 0
+
+
+def test_bad_fault_options_stop_the_sandbox_with_a_message() -> None:
+    with pytest.raises(RuntimeError, match="did not start"):
+        start_sandbox_process("k", extra_args=["--drop-rate", "2"])
+
+
+def test_db_keeps_everything_in_sqlite_across_restarts(tmp_path: Path) -> None:
+    db = tmp_path / "nested" / "sandbox.sqlite"
+    headers = {"X-Outbound-Key": "db-key"}
+    with start_sandbox_process("db-key", extra_args=["--db", str(db)]) as sandbox:
+        for path, body in (
+            ("/identify", {"user_id": "u1", "email": "a@x.co", "attributes": {"a": 1}}),
+            ("/track/batch", [{"user_id": "u1", "event": "Stored", "timestamp": 1}] * 2),
+            ("/apns/register", {"user_id": "u1", "token": "tok"}),
+        ):
+            assert httpx.post(f"{sandbox.api_url}{path}", json=body, headers=headers).is_success
+        before = sandbox.stats()
+
+    with sqlite3.connect(db) as conn:  # browsable with any SQLite tool after the run
+        assert conn.execute("SELECT count(*) FROM events WHERE event = 'Stored'").fetchone() == (2,)
+        assert conn.execute("SELECT json_extract(profile, '$.email') FROM users").fetchone() == (
+            "a@x.co",
+        )
+
+    with start_sandbox_process("db-key", extra_args=["--db", str(db)]) as again:
+        assert again.stats() == before
+        assert again.user("u1")["apns"] == ["tok"]
+        assert "Stored" in httpx.get(f"{again.url}/", timeout=10).text
+        track = {"user_id": "u1", "event": "Stored", "timestamp": 1}
+        httpx.post(f"{again.api_url}/track", json=track, headers=headers)
+        assert again.stats()["duplicate_events"] == before["duplicate_events"] + 1
+        again.reset()
+        assert again.stats()["events"] == 0
+
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+
+
+def test_db_that_is_not_a_sandbox_database_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE precious (x)")
+    with pytest.raises(RuntimeError, match="did not start"):
+        start_sandbox_process("k", extra_args=["--db", str(other)])
+    with sqlite3.connect(other) as conn:
+        assert conn.execute("SELECT count(*) FROM precious").fetchone() == (0,)
