@@ -85,7 +85,7 @@ in the last 24 hours (by arrival time, not the event's own timestamp).</p>
 <input type="search" name="q" id="search" value="{html.escape(query)}"
  placeholder="Search events" autofocus>
 <button type="submit">Search</button></form>
-<p id="summary"><span id="users">{users} users</span> &middot;
+<p id="summary"><span id="users">{users} user{"" if users == 1 else "s"}</span> &middot;
 <a href="/users" id="user-lookup">look up a user</a> &middot;
 <span id="events-total">{events} events stored</span> &middot;
 <span id="names-shown">{shown}</span></p>

@@ -1,0 +1,145 @@
+"""The Events page as a user sees it: headless Chromium after a demo-sized sync.
+
+Screenshots go to test-artifacts/ (gitignored). Chromium is Debian's `chromium` package,
+which .ci/run installs; locally the test skips without it, in CI it must run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import httpx
+import pytest
+
+from connect_sync.settings import Settings
+from flows.pipeline import SyncOptions, run_sync
+from warehouse.demo import build_demo_warehouse
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--window-size=1280,1000",
+]
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is required in CI (.ci/run installs Debian's package)")
+        pytest.skip("chromium not installed")
+    return path
+
+
+def browse(binary: str, profile: Path, url: str, screenshot: Path | None = None) -> str:
+    """The page's DOM after Chromium rendered it (and a screenshot of it, if asked)."""
+    base = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+    if screenshot is not None:
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        screenshot.unlink(missing_ok=True)
+        shot = subprocess.run(
+            [*base, f"--screenshot={screenshot}", url], capture_output=True, text=True, timeout=90
+        )
+        assert shot.returncode == 0 and screenshot.stat().st_size > 0, shot.stderr[-2000:]
+    dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=90)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    return dom.stdout
+
+
+class EventsTable(HTMLParser):
+    """Reads the rendered Events page: {event name: count shown}, and the users line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, int] = {}
+        self.users = ""
+        self.search_value: str | None = None
+        self._row: str | None = None
+        self._cell: str | None = None
+        self._in_users = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "tr" and a.get("data-event") is not None:
+            self._row = a["data-event"]
+        elif tag == "td" and self._row is not None and a.get("class") == "count":
+            self._cell = ""
+        elif tag == "span" and a.get("id") == "users":
+            self._in_users = True
+        elif tag == "input" and a.get("id") == "search":
+            self.search_value = a.get("value") or ""
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell += data
+        if self._in_users:
+            self.users += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None:
+            assert self._row is not None
+            self.counts[self._row] = int(self._cell.strip())
+            self._cell, self._row = None, None
+        elif tag == "span":
+            self._in_users = False
+        elif tag == "tr":
+            self._row = None
+
+
+def read_page(dom: str) -> EventsTable:
+    page = EventsTable()
+    page.feed(dom)
+    return page
+
+
+def test_events_page_in_chromium_after_a_demo_sync(sandbox, tmp_path: Path) -> None:
+    binary = chromium()
+    warehouse = tmp_path / "demo.duckdb"
+    build_demo_warehouse(warehouse, users=2000, seed=7)  # the demo's default size
+    settings = Settings(
+        warehouse_url=f"duckdb:///{warehouse}",
+        source_schema="segment",
+        api_url=sandbox.api_url,
+        api_key=sandbox.api_key,
+    )
+    report = run_sync(settings, SyncOptions())
+    assert report.status == "succeeded" and report.events_sent > 0
+
+    names = httpx.get(f"{sandbox.url}/_sandbox/event_names", timeout=30).json()
+    stats = sandbox.stats()
+    busiest = max(names, key=lambda row: row["last_24h"])
+    profile = tmp_path / "chromium-profile"
+
+    everything = read_page(
+        browse(binary, profile, f"{sandbox.url}/", ARTIFACTS / "events-page.png")
+    )
+    query = busiest["event"].lower()[: max(4, len(busiest["event"]) - 2)]
+    found = read_page(
+        browse(
+            binary,
+            profile,
+            str(httpx.URL(f"{sandbox.url}/", params={"q": query})),
+            ARTIFACTS / "events-page-search.png",
+        )
+    )
+
+    # the whole page: every name the sandbox received, with its count
+    assert everything.counts == {row["event"]: row["last_24h"] for row in names}
+    assert everything.users.strip() == f"{stats['users']} users"
+    assert sum(everything.counts.values()) == stats["events"] == report.events_sent
+    # the search: only matching names, and the count shown is the sandbox's own
+    assert found.search_value == query
+    assert busiest["event"] in found.counts
+    assert all(query in name.lower() for name in found.counts)
+    assert found.counts[busiest["event"]] == busiest["last_24h"] > 0
+    assert found.counts[busiest["event"]] == len(sandbox.events(event=busiest["event"]))
