@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -66,35 +66,45 @@ class SandboxProcess:
     url: str
     api_key: str
 
+    _http: httpx.Client | None = field(default=None, init=False, repr=False, compare=False)
+
     @property
     def api_url(self) -> str:
         return f"{self.url}/v2"
 
+    @property
+    def http(self) -> httpx.Client:
+        """A keep-alive client for the introspection routes (one per process object)."""
+        if self._http is None:
+            self._http = httpx.Client(base_url=self.url, timeout=30)
+        return self._http
+
     def stats(self) -> dict[str, int]:
-        return httpx.get(f"{self.url}/_sandbox/stats", timeout=10).json()
+        return self.http.get("/_sandbox/stats").raise_for_status().json()
 
     def reset(self) -> None:
         """Forget everything received, and any faults."""
-        httpx.post(f"{self.url}/_sandbox/reset", timeout=10).raise_for_status()
+        self.http.post("/_sandbox/reset").raise_for_status()
 
     def set_faults(self, **faults: Any) -> dict[str, Any]:
         """Replace the injected faults (error_rate, rate_limit_per_s, latency_ms, drop_rate,
         seed); no arguments turns them all off."""
-        response = httpx.post(f"{self.url}/_sandbox/faults", json=faults, timeout=10)
-        response.raise_for_status()
-        return response.json()
+        return self.http.post("/_sandbox/faults", json=faults).raise_for_status().json()
 
     def user(self, user_id: str) -> dict[str, Any] | None:
         """The stored, merged profile, or None."""
-        response = httpx.get(f"{self.url}/_sandbox/users/{quote(user_id, safe='')}", timeout=10)
+        response = self.http.get(f"/_sandbox/users/{quote(user_id, safe='')}")
         return None if response.status_code == 404 else response.raise_for_status().json()
 
     def events(self, user_id: str | None = None, event: str | None = None) -> list[dict]:
+        """Stored events as `{user_id, event, properties, timestamp}`, in arrival order."""
         params = {k: v for k, v in (("user_id", user_id), ("event", event)) if v is not None}
-        response = httpx.get(f"{self.url}/_sandbox/events", params=params, timeout=30)
-        return response.raise_for_status().json()
+        return self.http.get("/_sandbox/events", params=params).raise_for_status().json()
 
     def stop(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         if self.process.poll() is None:
             self.process.terminate()
             try:

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import orjson
 import pytest
 
 from connect.sandbox.server import SandboxProcess
@@ -26,8 +27,8 @@ def post(
     if key is not None:
         headers["X-Outbound-Key"] = sandbox.api_key if key == "default" else key
     if content is None:
-        return httpx.post(f"{sandbox.api_url}{path}", json=body, headers=headers, timeout=10)
-    return httpx.post(f"{sandbox.api_url}{path}", content=content, headers=headers, timeout=10)
+        content = orjson.dumps(body)
+    return sandbox.http.post(f"/v2{path}", content=content, headers=headers)
 
 
 def ok(sandbox: SandboxProcess, path: str, body: Body) -> None:
@@ -46,7 +47,7 @@ def assert_nothing_stored(sandbox: SandboxProcess) -> None:
     stats = sandbox.stats()
     assert stats["users"] == stats["events"] == 0
     assert stats["identify_items"] == stats["track_items"] == 0
-    assert httpx.get(f"{sandbox.url}/_sandbox/event_names", timeout=10).json() == []
+    assert sandbox.http.get("/_sandbox/event_names").json() == []
 
 
 def error_of(response: httpx.Response) -> dict[str, str]:
@@ -102,7 +103,7 @@ def test_malformed_json_is_a_500_that_stores_nothing(sandbox, path: str, content
 
 
 def test_only_post_is_allowed(sandbox) -> None:
-    response = httpx.get(f"{sandbox.api_url}/identify", timeout=10)
+    response = sandbox.http.get("/v2/identify")
     assert response.status_code == 405
 
 
@@ -480,8 +481,8 @@ def test_user_route_quotes_any_id_and_404s_unknown_ones(sandbox) -> None:
     odd = "user/with spaces?&#%"
     ok(sandbox, "/identify", {"user_id": odd, "email": "odd@x.co"})
 
-    response = httpx.get(f"{sandbox.url}/_sandbox/users/{quote(odd, safe='')}", timeout=10)
-    missing = httpx.get(f"{sandbox.url}/_sandbox/users/nobody", timeout=10)
+    response = sandbox.http.get(f"/_sandbox/users/{quote(odd, safe='')}")
+    missing = sandbox.http.get("/_sandbox/users/nobody")
 
     assert response.status_code == 200 and response.json()["email"] == "odd@x.co"
     assert missing.status_code == 404 and error_of(missing)["Code"] == "not_found"
@@ -504,14 +505,14 @@ def test_reset_forgets_everything(sandbox) -> None:
 
 
 def event_names(sandbox) -> dict[str, dict[str, Any]]:
-    rows = httpx.get(f"{sandbox.url}/_sandbox/event_names", timeout=10).json()
+    rows = sandbox.http.get("/_sandbox/event_names").json()
     return {row["event"]: row for row in rows}
 
 
 def test_event_names_count_arrivals_in_the_last_24_hours(sandbox) -> None:
     ok(sandbox, "/track/batch", [{"user_id": "u", "event": "Old", "timestamp": 1}] * 3)
     ok(sandbox, "/track", {"user_id": "u", "event": "Both"})
-    httpx.post(f"{sandbox.url}/_sandbox/clock", json={"advance_s": 25 * 3600}, timeout=10)
+    sandbox.http.post("/_sandbox/clock", json={"advance_s": 25 * 3600})
     # events that claim to be ancient but arrive now count as recent: arrival time matters
     ok(sandbox, "/track/batch", [{"user_id": "u", "event": "Both", "timestamp": 1}] * 2)
 
@@ -520,7 +521,7 @@ def test_event_names_count_arrivals_in_the_last_24_hours(sandbox) -> None:
     assert (names["Both"]["last_24h"], names["Both"]["total"]) == (2, 3)
     assert names["Both"]["last_seen"] > names["Old"]["last_seen"] + 24 * 3600
 
-    page = httpx.get(f"{sandbox.url}/", timeout=10).text
+    page = sandbox.http.get("/").text
     assert "<tr data-event='Old'><td class='event'>" in page
     assert "<td class='count'>0</td><td class='stale'>no</td>" in page
     assert "<td class='count'>2</td><td class='recent'>yes</td>" in page
@@ -536,9 +537,9 @@ def test_events_page_lists_names_searches_and_escapes(sandbox) -> None:
         + [{"user_id": "u2", "event": "<script>alert(1)</script>"}],
     )
 
-    page = httpx.get(f"{sandbox.url}/", timeout=10)
-    found = httpx.get(f"{sandbox.url}/", params={"q": "order"}, timeout=10).text
-    none = httpx.get(f"{sandbox.url}/", params={"q": "nothing like it"}, timeout=10).text
+    page = sandbox.http.get("/")
+    found = sandbox.http.get("/", params={"q": "order"}).text
+    none = sandbox.http.get("/", params={"q": "nothing like it"}).text
 
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert '<input type="search" name="q"' in page.text
@@ -555,9 +556,9 @@ def test_user_lookup_page_shows_the_profile_and_events(sandbox) -> None:
     ok(sandbox, "/identify", {"user_id": "adam"})
     ok(sandbox, "/track", {"user_id": "ada", "event": "Logged In", "properties": {"via": "sso"}})
 
-    found = httpx.get(f"{sandbox.url}/users", params={"user_id": "ada"}, timeout=10)
-    listing = httpx.get(f"{sandbox.url}/users", timeout=10)
-    missing = httpx.get(f"{sandbox.url}/users", params={"user_id": "ad"}, timeout=10)
+    found = sandbox.http.get("/users", params={"user_id": "ada"})
+    listing = sandbox.http.get("/users")
+    missing = sandbox.http.get("/users", params={"user_id": "ad"})
 
     assert found.status_code == 200
     assert "ada@x.co" in found.text and "Logged In" in found.text and "sso" in found.text

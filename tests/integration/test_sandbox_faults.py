@@ -28,11 +28,11 @@ def client(sandbox: SandboxProcess):
 
 
 def faults(sandbox: SandboxProcess, **values) -> httpx.Response:
-    return httpx.post(f"{sandbox.url}/_sandbox/faults", json=values, timeout=10)
+    return sandbox.http.post("/_sandbox/faults", json=values)
 
 
 def test_faults_are_set_read_validated_and_cleared_by_reset(sandbox) -> None:
-    assert httpx.get(f"{sandbox.url}/_sandbox/faults", timeout=10).json() == {
+    assert sandbox.http.get("/_sandbox/faults").json() == {
         "error_rate": 0.0,
         "rate_limit_per_s": None,
         "latency_ms": 0.0,
@@ -41,16 +41,16 @@ def test_faults_are_set_read_validated_and_cleared_by_reset(sandbox) -> None:
     }
     chosen = {"error_rate": 0.2, "rate_limit_per_s": 50, "latency_ms": 20, "drop_rate": 0.05}
     assert faults(sandbox, **chosen).json() == {**chosen, "seed": None}
-    assert httpx.get(f"{sandbox.url}/_sandbox/faults", timeout=10).json()["drop_rate"] == 0.05
+    assert sandbox.http.get("/_sandbox/faults").json()["drop_rate"] == 0.05
 
     for bad in ({"error_rate": 1.5}, {"drop_rate": -0.1}, {"latency_ms": "slow"}, {"nope": 1}):
         response = faults(sandbox, **bad)
         assert response.status_code == 400
         assert response.json()["error"]["Code"] == "invalid_faults"
-    assert httpx.get(f"{sandbox.url}/_sandbox/faults", timeout=10).json()["error_rate"] == 0.2
+    assert sandbox.http.get("/_sandbox/faults").json()["error_rate"] == 0.2
 
     sandbox.reset()
-    assert httpx.get(f"{sandbox.url}/_sandbox/faults", timeout=10).json()["error_rate"] == 0.0
+    assert sandbox.http.get("/_sandbox/faults").json()["error_rate"] == 0.0
 
 
 def test_error_rate_answers_500_or_503_and_stores_nothing(sandbox, client) -> None:
@@ -151,7 +151,7 @@ def test_faults_hit_before_the_key_is_checked_and_every_attempt_is_counted(sandb
 def test_fault_options_apply_from_the_start() -> None:
     extra = ["--error-rate", "1", "--latency-ms", "50", "--fault-seed", "1"]
     with start_sandbox_process("opt-key", extra_args=extra) as sandbox:
-        current = httpx.get(f"{sandbox.url}/_sandbox/faults", timeout=10).json()
+        current = sandbox.http.get("/_sandbox/faults").json()
         response = httpx.post(
             f"{sandbox.api_url}/track", json=TRACK, headers={"X-Outbound-Key": "opt-key"}
         )
