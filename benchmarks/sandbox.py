@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -121,6 +122,15 @@ def client_process(args: tuple) -> None:
     results.put(asyncio.run(sender(url, kind, bodies, concurrency)))
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux), to report server-side cost."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(
     kind: str, requests: int, clients: int, concurrency: int, how: str, db: Path | None
 ) -> dict:
@@ -143,9 +153,10 @@ def run(
         for p in procs:
             p.start()
         barrier.wait()
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), cpu_seconds(sandbox.process.pid)
         failed = sum(results.get() for _ in procs)
         elapsed = time.perf_counter() - started
+        cpu_after = cpu_seconds(sandbox.process.pid)
         for p in procs:
             p.join()
         stats = sandbox.stats()
@@ -160,6 +171,7 @@ def run(
         "seconds": elapsed,
         "items_per_s": accepted / elapsed,
         "requests_per_s": sent / elapsed,
+        "server_cpu_s": None if cpu_before is None else cpu_after - cpu_before,
         "ok": accepted == sent * BATCH and failed == 0,
     }
 
@@ -189,10 +201,15 @@ def main() -> None:
             for kind in kinds:
                 db = Path(tmp) / f"sandbox-{kind}.sqlite" if storage == "sqlite" else None
                 r = run(kind, args.requests, args.clients, args.concurrency, args.client, db)
+                cpu = r["server_cpu_s"]
+                per_cpu = (
+                    f"; {r['items_accepted'] / cpu:,.0f} items per server CPU-s" if cpu else ""
+                )
                 print(
                     f"{r['kind']:>8} {r['storage']:<11} {r['items_accepted']:>8} items "
                     f"in {r['seconds']:6.2f} s = {r['items_per_s']:>9,.0f} items/s "
-                    f"({r['requests_per_s']:,.0f} req/s){'' if r['ok'] else '  INCOMPLETE'}"
+                    f"({r['requests_per_s']:,.0f} req/s{per_cpu})"
+                    f"{'' if r['ok'] else '  INCOMPLETE'}"
                 )
 
 

@@ -313,7 +313,7 @@ def _subscription(unsubscribe: bool, campaigns: list | None, profile: dict[str, 
         if not unsubscribe:
             profile["unsubscribed_campaigns"] = []
         return
-    current = profile["unsubscribed_campaigns"]
+    current = profile.setdefault("unsubscribed_campaigns", [])
     for campaign in campaigns:
         if unsubscribe and campaign not in current:
             current.append(campaign)

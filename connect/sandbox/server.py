@@ -50,6 +50,9 @@ def serve(
         access_log=False,
         lifespan="off",
         backlog=1024,
+        # keep idle connections long: a client reusing one the server just closed would see
+        # an error for a request the sandbox never counted
+        timeout_keep_alive=75,
     )
     print(f"{READY_PREFIX}http://{bound_host}:{bound_port}", flush=True)
     try:

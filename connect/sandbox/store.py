@@ -39,7 +39,7 @@ SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     user_id TEXT PRIMARY KEY,
-    profile TEXT NOT NULL,          -- the merged profile as JSON
+    profile TEXT NOT NULL,          -- the merged profile as JSON (only the fields set)
     updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -86,27 +86,28 @@ FROM arrivals GROUP BY event ORDER BY lower(event), event
 
 
 def new_profile(user_id: str, now: float) -> dict[str, Any]:
-    """An empty profile with every field the user lookup shows."""
-    return {  # a literal: this runs for every new user on the batch path
-        "user_id": user_id,
-        "first_name": None,
-        "last_name": None,
-        "email": None,
-        "phone_number": None,
-        "timezone": None,
-        "group_id": None,
-        "apns": [],
-        "gcm": [],
-        "fcm": [],
+    """A stored profile is sparse (only what was set); `full_profile` fills in the rest."""
+    return {"user_id": user_id, "created_at": now}
+
+
+def full_profile(stored: dict[str, Any]) -> dict[str, Any]:
+    """The profile as the lookup routes show it, with every field."""
+    profile: dict[str, Any] = {
+        "user_id": stored["user_id"],
+        **dict.fromkeys(PROFILE_FIELDS),
+        **{name: [] for name in TOKEN_FIELDS},
         "attributes": {},
         "group_attributes": {},
-        "disabled_tokens": {"apns": [], "gcm": [], "fcm": []},
+        "disabled_tokens": {},
         "unsubscribed_all": False,
         "unsubscribed_campaigns": [],
         "merged_ids": [],
-        "created_at": now,
-        "updated_at": now,
     }
+    profile.update(stored)
+    profile["disabled_tokens"] = {
+        name: profile["disabled_tokens"].get(name, []) for name in TOKEN_FIELDS
+    }
+    return profile
 
 
 def apply_identify(profile: dict[str, Any], item: dict[str, Any]) -> None:
@@ -118,10 +119,13 @@ def apply_identify(profile: dict[str, Any], item: dict[str, Any]) -> None:
     for name in OBJECT_FIELDS:
         value = item.get(name)
         if value:
-            profile[name].update(value)
+            current = profile.get(name)
+            profile[name] = {**current, **value} if current else value
     for name in TOKEN_FIELDS:
-        for token in item.get(name) or ():
-            register_token(profile, name, token)
+        tokens = item.get(name)
+        if tokens:
+            for token in tokens:
+                register_token(profile, name, token)
 
 
 def merge_profiles(target: dict[str, Any], old: dict[str, Any]) -> None:
@@ -130,39 +134,51 @@ def merge_profiles(target: dict[str, Any], old: dict[str, Any]) -> None:
         if target.get(name) is None and old.get(name) is not None:
             target[name] = old[name]
     for name in OBJECT_FIELDS:
-        target[name] = {**old[name], **target[name]}
+        if old.get(name):
+            target[name] = {**old[name], **target.get(name, {})}
+    old_disabled = old.get("disabled_tokens", {})
     for name in TOKEN_FIELDS:
-        for token in old[name]:
-            if token not in target[name] and token not in target["disabled_tokens"][name]:
-                target[name].append(token)
-        for token in old["disabled_tokens"][name]:
-            if token not in target[name] and token not in target["disabled_tokens"][name]:
-                target["disabled_tokens"][name].append(token)
-    target["unsubscribed_all"] = target["unsubscribed_all"] or old["unsubscribed_all"]
-    for campaign in old["unsubscribed_campaigns"]:
-        if campaign not in target["unsubscribed_campaigns"]:
-            target["unsubscribed_campaigns"].append(campaign)
-    for merged in [*old["merged_ids"], old["user_id"]]:
-        if merged not in target["merged_ids"] and merged != target["user_id"]:
-            target["merged_ids"].append(merged)
+        for token in old.get(name, ()):
+            if token not in _disabled(target, name):
+                _add(target, name, token)
+        for token in old_disabled.get(name, ()):
+            if token not in target.get(name, ()):
+                _add(target.setdefault("disabled_tokens", {}), name, token)
+    if old.get("unsubscribed_all"):
+        target["unsubscribed_all"] = True
+    for campaign in old.get("unsubscribed_campaigns", ()):
+        _add(target, "unsubscribed_campaigns", campaign)
+    for merged in [*old.get("merged_ids", ()), old["user_id"]]:
+        if merged != target["user_id"]:
+            _add(target, "merged_ids", merged)
     target["created_at"] = min(target["created_at"], old["created_at"])
 
 
+def _add(container: dict[str, Any], name: str, value: Any) -> None:
+    """Append `value` to the list `container[name]` unless it is there."""
+    values = container.setdefault(name, [])
+    if value not in values:
+        values.append(value)
+
+
+def _disabled(profile: dict[str, Any], platform: str) -> list[str]:
+    return profile.get("disabled_tokens", {}).get(platform, [])
+
+
 def register_token(profile: dict[str, Any], platform: str, token: str) -> None:
-    if token in profile["disabled_tokens"][platform]:
-        profile["disabled_tokens"][platform].remove(token)
-    if token not in profile[platform]:
-        profile[platform].append(token)
+    disabled = _disabled(profile, platform)
+    if token in disabled:
+        disabled.remove(token)
+    _add(profile, platform, token)
 
 
 def disable_token(profile: dict[str, Any], platform: str, token: str | None) -> None:
     """Disable one token, or all of the platform's tokens when `token` is None."""
-    tokens = list(profile[platform]) if token is None else [token]
-    for value in tokens:
-        if value in profile[platform]:
-            profile[platform].remove(value)
-        if value not in profile["disabled_tokens"][platform]:
-            profile["disabled_tokens"][platform].append(value)
+    active = profile.setdefault(platform, [])
+    for value in list(active) if token is None else [token]:
+        if value in active:
+            active.remove(value)
+        _add(profile.setdefault("disabled_tokens", {}), platform, value)
 
 
 def event_key(user_id: str, event: str, timestamp: Any, properties_json: bytes) -> int:
@@ -204,6 +220,7 @@ class SandboxStore:
         else:
             self.conn.execute("PRAGMA synchronous = OFF")
         self.conn.execute("PRAGMA temp_store = MEMORY")
+        self.conn.execute("PRAGMA cache_size = -262144")  # 256 MiB of page cache
         self.conn.executescript(SCHEMA)
         self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.conn.executemany(
@@ -309,8 +326,8 @@ class SandboxStore:
                     if old is not None:
                         merge_profiles(profile, old)
                         profiles[previous_id] = None
-                    elif previous_id not in profile["merged_ids"]:
-                        profile["merged_ids"].append(previous_id)
+                    else:
+                        _add(profile, "merged_ids", previous_id)
                     moves.append((user_id, previous_id))
                 apply_identify(profile, item)
                 profile["updated_at"] = now
@@ -364,7 +381,7 @@ class SandboxStore:
             row = self.conn.execute(
                 "SELECT profile FROM users WHERE user_id = ?", (user_id,)
             ).fetchone()
-        return None if row is None else orjson.loads(row[0])
+        return None if row is None else full_profile(orjson.loads(row[0]))
 
     def find_users(self, prefix: str = "", limit: int = 50) -> list[str]:
         """User ids starting with `prefix`, for the lookup page."""
