@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from connect.client import ClientConfig, DeliveryStats
 from connect.outbox import ApiOutbox, DryRunOutbox, Outbox
@@ -70,6 +71,7 @@ class SyncJob:
         self._started = time.monotonic()
         self.outbox: Outbox | None = None
         self.graph: IdentityGraph | None = None
+        self._links: pd.DataFrame | None = None
         self._alias_rows: pd.DataFrame | None = None
         self._cursors: dict[str, datetime] = {}
 
@@ -106,14 +108,22 @@ class SyncJob:
             if self.options.dry_run
             else ApiOutbox(self._client_config())
         )
-        self.graph = resolve_identities(self.source.identity_links())
+        self._resolve_identities()
+
+    def _resolve_identities(self) -> None:
+        """The identity graph of the whole schema, resolved once per run (transforms.identity
+        says how conflicts and cycles are settled); problems are reported, never raised."""
+        self._links = self.source.identity_links()
+        self.graph = resolve_identities(self._links)
         self.report.identity_conflicts = len(self.graph.conflicts)
         self.report.identity_cycles = len(self.graph.cycles)
-        if len(self.graph.conflicts) or len(self.graph.cycles):
+        self.report.identity_examples = self.graph.examples()
+        if self.report.identity_examples:
             log.warning(
-                "identity: %s groups with competing user ids, %s cycles (see the run report)",
+                "identity: %s groups with competing user ids, %s alias cycles; e.g. %s",
                 len(self.graph.conflicts),
                 len(self.graph.cycles),
+                "; ".join(self.report.identity_examples[:3]),
             )
 
     def _client_config(self) -> ClientConfig:
@@ -141,7 +151,17 @@ class SyncJob:
     # -- stages ---------------------------------------------------------------------------
 
     def sync_aliases(self) -> None:
-        """Every alias row becomes one identify {user_id, previous_id}, delivered once."""
+        """Merge calls, sent before every other call of the run.
+
+        Each alias row becomes one identify {user_id, previous_id}, delivered once across
+        runs (`delivered`, kind `alias`). The user_id sent is the canonical id of the row's
+        target (the row's own user_id unless a later alias moved it on), so a chain
+        A -> B -> C arrives as merges into C whatever order the batches land in; a row
+        whose previous id is that canonical id (the root of an alias cycle) merges nothing
+        and is recorded without a call. Then anonymous profiles delivered in earlier runs
+        and since linked to a user are folded into it the same way.
+        """
+        assert self.graph is not None
         window = self.window("aliases")
         rows = self.source.aliases(window)
         self._alias_rows = rows
@@ -151,29 +171,97 @@ class SyncJob:
         done = self.state.delivered_among("alias", ids)
         fresh = rows[~ids.isin(done)]
         self.report.merges_already_delivered = len(rows) - len(fresh)
+        message_ids = fresh["id"].astype(str)
+        previous = fresh["previous_id"].astype(str)
+        target = self.graph.resolve(fresh["user_id"].astype(str))
+        noop = (previous == target).to_numpy(dtype=bool)
+        if noop.any():
+            log.info("aliases: %s rows merge an id into itself (alias cycles)", int(noop.sum()))
+            self._ack_delivered("alias")(message_ids[noop].tolist())
         items = [
-            (str(m), {"user_id": str(u), "previous_id": str(p)})
-            for m, u, p in zip(fresh["id"], fresh["user_id"], fresh["previous_id"], strict=True)
+            (m, {"user_id": u, "previous_id": p})
+            for m, u, p in zip(message_ids[~noop], target[~noop], previous[~noop], strict=True)
         ]
         stats = self._send("aliases", "identify", items, self._ack_delivered("alias"))
         self.report.merges_sent += stats.sent
+        folds = self._fold_anonymous_profiles()
+        self.report.merges_sent += folds.sent
+        self.report.profiles_folded += folds.sent
+        stats.failed = [*stats.failed, *folds.failed]
         self._settle("aliases", rows=self.source_rows_max(rows), stats=stats)
 
+    def _fold_anonymous_profiles(self) -> DeliveryStats:
+        """identify {user_id: canonical, previous_id: anonymous id} for each anonymous id
+        Connect holds a profile for (an identify or events delivered under it in an earlier
+        run) that identify/track rows have since joined to a user, so Connect moves that
+        profile's traits and events to the user. Ids moved by an alias row are left to
+        its merge call. Folded ids lose their fingerprint: they are no profile any more."""
+        assert self.graph is not None and self._links is not None
+        candidates = self.graph.attached
+        since = self._links_since()
+        if since is not None and len(candidates):
+            loaded = _times(self._links["loaded"])
+            recent = self._links[(loaded >= since).fillna(False).to_numpy(dtype=bool)]
+            candidates = candidates.intersection(
+                pd.Index(pd.concat([recent["from_id"], recent["to_id"]]).astype(str).unique())
+            )
+        stale = sorted(self.state.profiles_among(candidates)) if len(candidates) else []
+        if not stale:
+            return DeliveryStats()
+        canonical = self.graph.canonical.reindex(stale).tolist()
+        items = [
+            (anon, {"user_id": user, "previous_id": anon})
+            for anon, user in zip(stale, canonical, strict=True)
+        ]
+
+        def ack(keys: list[str]) -> None:
+            if not self.options.dry_run:
+                self.state.forget_users(keys)
+
+        log.info("identity: folding %s earlier anonymous profiles into their users", len(items))
+        return self._send("aliases", "identify", items, ack)
+
+    def _links_since(self) -> datetime | None:
+        """Links loaded since this time are new to this run; None when every link may be
+        (no cursor yet, full refresh, backfill)."""
+        if self.options.backfill is not None:
+            return None
+        cursors = [
+            self._cursors.get(CURSOR_TABLES[stream], self._cursors.get(stream))
+            for stream in STREAMS
+        ]
+        if any(cursor is None for cursor in cursors):
+            return None
+        return min(cursors) - timedelta(hours=self.settings.lookback_hours)
+
+    def _touched_by_links(self, window: Window) -> pd.Series:
+        """Both ids of every link seen in the window: a link can move an id's rows to
+        another user even when no identify row of that user is new."""
+        assert self._links is not None
+        links = self._links
+        column = "loaded" if window.column == "uuid_ts" else "ts"
+        when = _times(links[column])
+        inside = ((when >= window.since) & (when < window.until)).fillna(False)
+        recent = links[inside.to_numpy(dtype=bool)]
+        return pd.concat([recent["from_id"], recent["to_id"]]).astype(str)
+
     def sync_users(self) -> None:
-        """One identify per changed canonical user, merged over all of their rows."""
+        """One identify per changed canonical user, merged over all of their rows.
+
+        A run selects the users with new identify, alias or link rows, then reads every
+        identify row of every id of each such user, so a partial identify never blanks an
+        older trait; a user whose payload matches the last delivered fingerprint is skipped.
+        """
         assert self.graph is not None
         window = self.window("users")
         if window.since == EPOCH and self.options.backfill is None:
             identifies = self.source.identifies()
             touched_max = _max(identifies, "uuid_ts")
         else:
-            touched = self.source.touched_ids(window)
+            touched = [self.source.touched_ids(window).astype(str), self._touched_by_links(window)]
             if self._alias_rows is not None:
-                alias_ids = pd.concat(
-                    [self._alias_rows["previous_id"], self._alias_rows["user_id"]]
-                )
-                touched = pd.concat([touched, alias_ids]).dropna()
-            canonical = self.graph.resolve(touched.astype(str))
+                touched += [self._alias_rows["previous_id"], self._alias_rows["user_id"]]
+            canonical = self.graph.resolve(pd.concat(touched).dropna().astype(str))
             members = self.graph.members(canonical)
             identifies = self.source.identifies(members.tolist()) if len(members) else None
             touched_max = None
@@ -181,11 +269,7 @@ class SyncJob:
             self._settle("users", rows=touched_max, stats=DeliveryStats())
             return
         identifies, _ = dedupe_messages(identifies)
-        identifies = identifies.assign(
-            canonical_id=self.graph.resolve(
-                identifies["user_id"].fillna(identifies["anonymous_id"]).astype(str)
-            )
-        )
+        identifies = identifies.assign(canonical_id=self.graph.resolve(_who(identifies)))
         identifies = identifies[identifies["canonical_id"].notna()]
         latest = latest_traits(identifies)
         built = identify_payloads(
@@ -226,8 +310,7 @@ class SyncJob:
         done = self.state.delivered_among("event", ids)
         tracks = tracks[~ids.isin(done)]
         self.report.events_already_delivered += len(done)
-        who = tracks["user_id"].fillna(tracks["anonymous_id"])
-        tracks = tracks.assign(canonical_id=self.graph.resolve(who.astype("string")))
+        tracks = tracks.assign(canonical_id=self.graph.resolve(_who(tracks)))
         properties = self._event_properties(tracks, window)
         built = track_payloads(tracks, properties)
         self.report.quality.update(built.quality)
@@ -235,11 +318,24 @@ class SyncJob:
         self.report.rejected_by_reason.update(built.quality)
         if not self.options.dry_run:
             self.state.record_rejections(self.report.run_id, "events", built.rejected)
+        self._mark_anonymous_profiles(tracks, built.message_ids)
         items = list(zip(built.message_ids, built.payloads, strict=True))
         stats = self._send("events", "track", items, self._ack_delivered("event"))
         self.report.events_sent += stats.sent
         self.report.events_rejected += len(stats.rejected) - len(stats.failed)
         self._settle("events", rows=read_max, stats=stats)
+
+    def _mark_anonymous_profiles(self, tracks: pd.DataFrame, message_ids: list[str]) -> None:
+        """Remember, before sending, the anonymous ids these events create Connect profiles
+        under (no user id, no link yet), so a later run can fold them into their user."""
+        if self.options.dry_run or not message_ids:
+            return
+        anonymous = tracks["user_id"].isna() & (
+            tracks["canonical_id"].astype("string") == tracks["anonymous_id"].astype("string")
+        ).fillna(False)
+        sent = tracks["id"].astype(str).isin(message_ids)
+        ids = tracks.loc[(anonymous & sent).to_numpy(dtype=bool), "anonymous_id"]
+        self.state.record_anonymous_profiles(ids.astype(str).unique().tolist(), self.report.run_id)
 
     def _event_properties(self, tracks: pd.DataFrame, window: Window) -> pd.Series:
         parts = []
@@ -327,6 +423,18 @@ class SyncJob:
 
     def run_stage(self, stream: str) -> None:
         getattr(self, f"sync_{stream}")()
+
+
+def _who(frame: pd.DataFrame) -> pd.Series:
+    """Each row's id as a string: its user id, else its anonymous id (null when neither)."""
+    return frame["user_id"].astype("string").fillna(frame["anonymous_id"].astype("string"))
+
+
+def _times(values: pd.Series) -> pd.Series:
+    """UTC timestamps from any column the drivers return (all-null columns included)."""
+    if isinstance(values.dtype, pd.ArrowDtype) and values.dtype.pyarrow_dtype == pa.null():
+        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+    return pd.to_datetime(values, utc=True)
 
 
 def _max(frame: pd.DataFrame | None, column: str) -> datetime | None:

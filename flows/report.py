@@ -32,6 +32,10 @@ class RunReport:
     retries: int = 0
     identity_conflicts: int = 0
     identity_cycles: int = 0
+    #: A few conflicts and cycles, one readable line each.
+    identity_examples: list[str] = field(default_factory=list)
+    #: Anonymous profiles delivered earlier, merged into their user once linked to one.
+    profiles_folded: int = 0
     quality: Counter[str] = field(default_factory=Counter)
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
     streams_failed: list[str] = field(default_factory=list)

@@ -1,37 +1,90 @@
-"""Identity resolution: links between ids form groups, each with one canonical id."""
+"""Identity resolution: links between ids form groups, each with one canonical id.
+
+A link says two ids are one person: an `aliases` row (`previous_id` -> `user_id`) or an
+`identifies`/`tracks` row carrying both an `anonymous_id` and a `user_id`. Resolution is
+vectorized end to end (numpy, pandas and scipy.sparse.csgraph); no Python runs per link.
+
+How each id finds its canonical id (mapping.md, Identity):
+
+- A *user id* (the `user_id` end of any link) that no alias moved away is a **root**: it
+  is its own canonical id. Roots are never merged with each other by inference.
+- An id moved away by aliases points to the target of its most recent alias row; chains
+  (A -> B -> C) are followed to their end, so the canonical id is the most recent target.
+- Any other id (an anonymous id) points to the user id of its most recent link.
+- A cycle of aliases (A -> B -> A) has no end: the target of its most recent alias row
+  becomes the root. Cycles are reported, never a crash.
+
+**Conflicts.** A group of linked ids holding two or more roots is a conflict: typically two
+people who signed in on one shared device, so their user ids are linked only through an
+anonymous id. Merging them would fold two real people into one Connect profile, which
+cannot be undone, so the job does not: each user id stays its own canonical id, and every
+anonymous id of the group is attached to the user id it was most recently seen with (an
+alias of the anonymous id wins over identify/track links). Conflicting groups are reported
+with their ids so a person can decide.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-#: Which kind of link names the canonical id first: the latest alias target wins.
-_KIND_RANK = {"alias": 2, "identify": 1, "track": 0}
+LINK_KINDS = ("alias", "identify", "track")
 
 
 @dataclass(frozen=True)
 class IdentityGraph:
-    """`canonical` maps every linked id to its group's canonical id (unlinked ids map to
-    themselves and are absent). `conflicts` and `cycles` list the groups to report."""
+    """The resolved identities of one source schema.
+
+    `canonical` maps every linked id to its canonical id (canonical ids map to themselves;
+    ids with no links are absent and resolve to themselves). `attached` lists the ids that
+    resolve to another id without an alias of their own (anonymous ids joined to a user by
+    identify/track rows). `conflicts` and `cycles` list the groups to report: one row per
+    group with `ids` (every id of it) and `canonical_ids` (its canonical ids).
+    """
 
     canonical: pd.Series
     conflicts: pd.DataFrame
     cycles: pd.DataFrame
+    attached: pd.Index = field(default_factory=lambda: pd.Index([], dtype=object))
 
     def resolve(self, ids: pd.Series) -> pd.Series:
         """The canonical id of each id (itself when it has no links); nulls stay null."""
-        mapped = ids.map(self.canonical)
-        return mapped.where(mapped.notna(), ids)
+        values = ids.astype(object)
+        mapped = values.map(self.canonical)
+        return mapped.where(mapped.notna(), values).astype(ids.dtype)
 
     def members(self, canonical_ids: pd.Series | list[str]) -> pd.Series:
         """Every id, canonical ones included, of the given groups."""
         wanted = pd.Index(pd.unique(pd.Series(canonical_ids, dtype=object).dropna()))
         linked = self.canonical[self.canonical.isin(wanted)].index
         return pd.Series(wanted.union(pd.Index(linked)), dtype=object)
+
+    def examples(self, limit: int = 5) -> list[str]:
+        """A few conflicts and cycles, one readable line each, for the report and the log."""
+        lines = []
+        for ids, canonical in zip(
+            self.conflicts["ids"][:limit], self.conflicts["canonical_ids"][:limit], strict=True
+        ):
+            lines.append(
+                f"conflict: user ids {_few(canonical)} are linked (group {_few(ids)}); "
+                "kept apart, anonymous ids attached to the most recent"
+            )
+        for ids, canonical in zip(
+            self.cycles["ids"][:limit], self.cycles["canonical_ids"][:limit], strict=True
+        ):
+            lines.append(f"alias cycle: {_few(ids)}; canonical {_few(canonical)}")
+        return lines
+
+
+def _few(ids: list[str], limit: int = 8) -> str:
+    shown = ", ".join(ids[:limit])
+    return shown if len(ids) <= limit else f"{shown} and {len(ids) - limit} more"
 
 
 def empty_links() -> pd.DataFrame:
@@ -45,86 +98,164 @@ def empty_links() -> pd.DataFrame:
     )
 
 
-def resolve_identities(links: pd.DataFrame) -> IdentityGraph:
-    """Connected components of the link graph, vectorized with scipy.
-
-    `links` has `from_id` (previous or anonymous id), `to_id` (a user id), `kind`
-    (`alias`, `identify`, `track`) and `ts`. The canonical id of a group is the target of
-    its latest alias, else its most recently seen user id.
-    """
-    links = links.dropna(subset=["from_id", "to_id"])
-    links = links[links["from_id"].astype(str) != links["to_id"].astype(str)]
-    if links.empty:
-        empty = pd.DataFrame({"component": [], "ids": []})
-        return IdentityGraph(pd.Series(dtype=object), empty, empty.copy())
-
-    from_ids = links["from_id"].astype(str).to_numpy(dtype=object)
-    to_ids = links["to_id"].astype(str).to_numpy(dtype=object)
-    codes, nodes = pd.factorize(np.concatenate([from_ids, to_ids]))
-    n_links = len(links)
-    src, dst = codes[:n_links], codes[n_links:]
-    graph = coo_matrix((np.ones(n_links, dtype=np.int8), (src, dst)), shape=(len(nodes),) * 2)
-    _, component_of_node = connected_components(graph, directed=False)
-
-    edges = pd.DataFrame(
+def _empty_groups() -> pd.DataFrame:
+    return pd.DataFrame(
         {
-            "component": component_of_node[src],
-            "src": src,
-            "dst": dst,
-            "rank": links["kind"].map(_KIND_RANK).fillna(0).to_numpy(),
-            "ts": pd.to_datetime(links["ts"], utc=True).to_numpy(),
+            "component": pd.Series(dtype="int64"),
+            "ids": pd.Series(dtype=object),
+            "canonical_ids": pd.Series(dtype=object),
         }
     )
-    # The canonical id: the target of the best link (alias first, then latest).
-    best = edges.sort_values(["component", "rank", "ts"], kind="stable").groupby("component").last()
-    canonical_code = pd.Series(best["dst"].to_numpy(), index=best.index)
-    node_component = pd.Series(component_of_node)
-    canonical = pd.Series(
-        nodes[canonical_code.reindex(node_component.to_numpy()).to_numpy()], index=nodes
-    )
+
+
+def _epoch_us(values: pd.Series) -> np.ndarray:
+    """Microseconds since the epoch as int64; a missing time sorts first (oldest)."""
+    stamps = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
+    return np.asarray(stamps.array.asi8, dtype=np.int64)
+
+
+def _strings(values: pd.Series) -> pa.Array:
+    """Ids as one Arrow string array, whatever type the driver returned."""
+    return pa.array(values.astype(pd.ArrowDtype(pa.large_string())))
+
+
+def _encode(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes numbering the distinct ids in sorted order, and those ids.
+
+    Sorted codes make every tie-break deterministic whatever order the SQL returned;
+    Arrow sorts strings far faster than numpy sorts Python objects."""
+    encoded = pc.dictionary_encode(ids)
+    order = np.asarray(pc.sort_indices(encoded.dictionary), dtype=np.int64)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    codes = rank[np.asarray(encoded.indices, dtype=np.int64)]
+    nodes = encoded.dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False)
+    return codes, np.asarray(nodes, dtype=object)
+
+
+def _last_per_group(groups: np.ndarray, *keys: np.ndarray) -> np.ndarray:
+    """Positions of the last element of each group after sorting by `keys` (first key
+    most significant) within the group."""
+    order = np.lexsort((*reversed(keys), groups))
+    sorted_groups = groups[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = sorted_groups[1:] != sorted_groups[:-1]
+    return order[last]
+
+
+def resolve_identities(links: pd.DataFrame) -> IdentityGraph:
+    """Resolve the link graph: the canonical id of every linked id, plus what to report.
+
+    `links` has `from_id` (previous or anonymous id), `to_id` (a user id), `kind`
+    (`alias`, `identify`, `track`) and `ts` (the link's latest time); other columns are
+    ignored. See the module docstring for the rules.
+    """
+    from_ids, to_ids = _strings(links["from_id"]), _strings(links["to_id"])
+    usable = pc.and_(pc.not_equal(from_ids, to_ids), pc.is_valid(from_ids))
+    keep = np.asarray(pc.fill_null(pc.and_(usable, pc.is_valid(to_ids)), False), dtype=bool)
+    if not keep.any():
+        return IdentityGraph(pd.Series(dtype=object), _empty_groups(), _empty_groups())
+    mask = pa.array(keep)
+    is_alias = links["kind"].astype(str).to_numpy(dtype=object)[keep] == "alias"
+    ts = _epoch_us(links["ts"])[keep]
+
+    codes, nodes = _encode(pa.concat_arrays([from_ids.filter(mask), to_ids.filter(mask)]))
+    n, m = len(nodes), int(keep.sum())
+    src, dst = codes[:m], codes[m:]
+
+    is_user = np.zeros(n, dtype=bool)
+    is_user[dst] = True
+    aliased = np.zeros(n, dtype=bool)
+    aliased[src[is_alias]] = True
+
+    # One parent per non-root id: its latest alias target, else (anonymous ids only) the
+    # user id of its latest link.
+    candidate = is_alias | (~aliased[src] & ~is_user[src])
+    c_src, c_dst = src[candidate], dst[candidate]
+    chosen = _last_per_group(c_src, is_alias[candidate].astype(np.int8), ts[candidate], c_dst)
+    parent = np.arange(n, dtype=np.int64)
+    parent[c_src[chosen]] = c_dst[chosen]
+
+    _break_parent_cycles(parent, src, dst, is_alias, ts)
+    while True:  # pointer jumping: log2(longest chain) passes
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            break
+        parent = grand
+
+    canonical = pd.Series(nodes[parent], index=pd.Index(nodes, dtype=object), dtype=object)
+    attached = pd.Index(nodes[(parent != np.arange(n)) & ~aliased], dtype=object)
     return IdentityGraph(
         canonical=canonical,
-        conflicts=_conflicts(edges, nodes, canonical_code),
-        cycles=_cycles(edges, nodes, node_component),
+        conflicts=_conflicts(src, dst, parent, nodes),
+        cycles=_alias_cycles(src[is_alias], dst[is_alias], parent, nodes),
+        attached=attached,
     )
 
 
-def _conflicts(edges: pd.DataFrame, nodes: np.ndarray, canonical: pd.Series) -> pd.DataFrame:
-    """Groups holding a user id that is neither the canonical one nor aliased away."""
-    aliased_away = set(edges.loc[edges["rank"] == _KIND_RANK["alias"], "src"].tolist())
-    targets = edges[["component", "dst"]].drop_duplicates()
-    targets = targets[
-        targets["dst"].to_numpy() != canonical.reindex(targets["component"]).to_numpy()
-    ]
-    targets = targets[~targets["dst"].isin(aliased_away)]
-    return _group_ids(targets["component"], nodes, edges)
+def _break_parent_cycles(
+    parent: np.ndarray, src: np.ndarray, dst: np.ndarray, is_alias: np.ndarray, ts: np.ndarray
+) -> None:
+    """Make the most recent alias target of each cycle of parents its root (in place)."""
+    n = len(parent)
+    moving = np.flatnonzero(parent != np.arange(n))
+    if not len(moving):
+        return
+    graph = coo_matrix(
+        (np.ones(len(moving), dtype=np.int8), (moving, parent[moving])), shape=(n, n)
+    ).tocsr()
+    _, label = connected_components(graph, directed=True, connection="strong")
+    size = np.bincount(label)
+    in_cycle = size[label] > 1
+    if not in_cycle.any():
+        return
+    # Only aliases close a cycle of parents: anonymous ids are never anyone's parent.
+    inner = is_alias & in_cycle[src] & in_cycle[dst] & (label[src] == label[dst])
+    last = _last_per_group(label[src[inner]], ts[inner], dst[inner])
+    roots = dst[inner][last]
+    parent[roots] = roots
 
 
-def _cycles(edges: pd.DataFrame, nodes: np.ndarray, node_component: pd.Series) -> pd.DataFrame:
-    """Groups whose distinct links close a loop (more links than a tree has)."""
-    a = np.minimum(edges["src"], edges["dst"])
-    b = np.maximum(edges["src"], edges["dst"])
-    pairs = pd.DataFrame({"component": edges["component"], "a": a, "b": b}).drop_duplicates()
-    link_count = pairs.groupby("component").size()
-    node_count = node_component.value_counts()
-    cyclic = link_count[link_count >= node_count.reindex(link_count.index)].index
-    alias = edges.loc[edges["rank"] == _KIND_RANK["alias"], ["component", "src", "dst"]]
-    reversed_alias = alias.rename(columns={"src": "dst", "dst": "src"})
-    mutual = alias.merge(reversed_alias, on=["component", "src", "dst"])["component"]
-    return _group_ids(pd.concat([pd.Series(cyclic), mutual]), nodes, edges)
+def _conflicts(
+    src: np.ndarray, dst: np.ndarray, parent: np.ndarray, nodes: np.ndarray
+) -> pd.DataFrame:
+    """Groups of linked ids (connected components) holding more than one canonical id."""
+    n = len(nodes)
+    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    roots = pd.DataFrame({"component": component, "root": parent}).drop_duplicates()
+    per_component = roots["component"].value_counts()
+    wanted = per_component.index[per_component.to_numpy() > 1]
+    return _groups(component, parent, nodes, wanted)
 
 
-def _group_ids(components: pd.Series, nodes: np.ndarray, edges: pd.DataFrame) -> pd.DataFrame:
-    wanted = pd.unique(components)
-    if len(wanted) == 0:
-        return pd.DataFrame({"component": [], "ids": []})
-    sub = edges[edges["component"].isin(wanted)]
-    member_codes = pd.concat(
-        [
-            sub[["component", "src"]].set_axis(["component", "node"], axis=1),
-            sub[["component", "dst"]].set_axis(["component", "node"], axis=1),
-        ]
-    ).drop_duplicates()
-    member_codes["id"] = nodes[member_codes["node"].to_numpy()]
-    grouped = member_codes.groupby("component")["id"].agg(lambda s: sorted(s))
-    return grouped.rename("ids").reset_index()
+def _alias_cycles(
+    src: np.ndarray, dst: np.ndarray, parent: np.ndarray, nodes: np.ndarray
+) -> pd.DataFrame:
+    """Ids that aliases lead around in a circle (A -> B -> A), one row per cycle."""
+    n = len(nodes)
+    if not len(src):
+        return _empty_groups()
+    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n, n)).tocsr()
+    _, label = connected_components(graph, directed=True, connection="strong")
+    size = np.bincount(label)
+    wanted = np.flatnonzero(size > 1)
+    return _groups(label, parent, nodes, wanted)
+
+
+def _groups(
+    label: np.ndarray, parent: np.ndarray, nodes: np.ndarray, wanted: np.ndarray | pd.Index
+) -> pd.DataFrame:
+    """One row per wanted label: sorted member ids and sorted canonical ids."""
+    if not len(wanted):
+        return _empty_groups()
+    members = np.flatnonzero(np.isin(label, np.asarray(wanted)))
+    frame = pd.DataFrame(
+        {"component": label[members], "id": nodes[members], "root": nodes[parent[members]]}
+    ).sort_values(["component", "id"], kind="stable")
+    grouped = frame.groupby("component", sort=True)
+    ids = grouped["id"].agg(list)
+    canonical_ids = grouped["root"].agg(lambda s: sorted(set(s)))
+    return pd.DataFrame(
+        {"component": ids.index.to_numpy(), "ids": ids.to_list(), "canonical_ids": canonical_ids}
+    ).reset_index(drop=True)

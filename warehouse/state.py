@@ -7,7 +7,7 @@ created by the job itself. Works on DuckDB and PostgreSQL.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +18,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
 from warehouse.engine import is_duckdb
+from warehouse.errors import WarehouseError
 
-SCHEMA_VERSION = 1
+#: The state schema's version; `StateStore.migrate` brings older ones up step by step.
+SCHEMA_VERSION = 2
 WRITE_CHUNK = 1_000
 READ_CHUNK = 10_000
 
@@ -73,6 +75,16 @@ def state_metadata(schema: str) -> sa.MetaData:
         sa.Column("run_id", sa.String(64)),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
+    # Since version 2: anonymous ids Connect may hold a profile for because events were
+    # sent under them; folded into their user once identity links join them to one.
+    sa.Table(
+        "anonymous_profiles",
+        md,
+        sa.Column("source_schema", sa.String(255), primary_key=True),
+        sa.Column("user_id", sa.String(255), primary_key=True),
+        sa.Column("run_id", sa.String(64)),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
     sa.Table(
         "rejections",
         md,
@@ -108,13 +120,37 @@ class StateStore:
     # -- set-up ---------------------------------------------------------------------------
 
     def migrate(self) -> None:
-        """Create the schema and tables if they are missing; record the version."""
+        """Create the state schema, or bring an older one up to SCHEMA_VERSION.
+
+        `schema_version` keeps one row per version applied; each step of MIGRATIONS runs
+        once, in order, in the same transaction as the version it records. A state schema
+        written by a newer job is refused rather than guessed at.
+        """
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # one migrating job at a time
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
             conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
-            self.metadata.create_all(conn, checkfirst=True)
             version = self.table("schema_version")
-            if conn.execute(sa.select(sa.func.count()).select_from(version)).scalar_one() == 0:
+            version.create(conn, checkfirst=True)
+            current = conn.execute(sa.select(sa.func.max(version.c.version))).scalar()
+            if current is not None and current > SCHEMA_VERSION:
+                raise WarehouseError(
+                    f"state schema {self.schema!r} is at version {current}, newer than this "
+                    f"connect-sync ({SCHEMA_VERSION}): upgrade connect-sync"
+                )
+            if current is not None:
+                for step in range(current + 1, SCHEMA_VERSION + 1):
+                    MIGRATIONS[step](self, conn)
+                    conn.execute(sa.insert(version).values(version=step))
+            self.metadata.create_all(conn, checkfirst=True)
+            if current is None:
                 conn.execute(sa.insert(version).values(version=SCHEMA_VERSION))
+
+    def schema_version(self) -> int | None:
+        """The version of the state schema (None before `migrate`)."""
+        version = self.table("schema_version")
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(version.c.version))).scalar()
 
     # -- runs -----------------------------------------------------------------------------
 
@@ -261,6 +297,51 @@ class StateStore:
             update=["fingerprint", "run_id", "updated_at"],
         )
 
+    def forget_users(self, user_ids: Sequence[str]) -> None:
+        """Drop the fingerprints and anonymous-profile marks of ids merged into another."""
+        ids = list(dict.fromkeys(user_ids))
+        if not ids:
+            return
+        with self.engine.begin() as conn:
+            for name in ("user_fingerprints", "anonymous_profiles"):
+                table = self.table(name)
+                for i in range(0, len(ids), READ_CHUNK):
+                    conn.execute(
+                        sa.delete(table).where(
+                            table.c.source_schema == self.source_schema,
+                            table.c.user_id.in_(ids[i : i + READ_CHUNK]),
+                        )
+                    )
+
+    def record_anonymous_profiles(self, user_ids: Sequence[str], run_id: str) -> None:
+        """Mark anonymous ids that events are about to be sent under (Connect creates a
+        profile for each)."""
+        now = _now()
+        rows = [
+            {"source_schema": self.source_schema, "user_id": u, "run_id": run_id, "created_at": now}
+            for u in dict.fromkeys(user_ids)
+        ]
+        if rows:
+            self._insert(self.table("anonymous_profiles"), rows, ["source_schema", "user_id"])
+
+    def profiles_among(self, user_ids: Iterable[str]) -> set[str]:
+        """Which of these ids Connect holds a profile for from an earlier run: a
+        fingerprint (an identify was delivered) or an anonymous-profile mark."""
+        ids = list(dict.fromkeys(user_ids))
+        found: set[str] = set()
+        for name in ("user_fingerprints", "anonymous_profiles"):
+            table = self.table(name)
+            if not ids or not self._has_rows(table):
+                continue
+            query = sa.select(table.c.user_id).where(
+                table.c.source_schema == self.source_schema,
+                table.c.user_id.in_(sa.bindparam("ids", expanding=True)),
+            )
+            with self.engine.connect() as conn:
+                for i in range(0, len(ids), READ_CHUNK):
+                    found.update(conn.execute(query, {"ids": ids[i : i + READ_CHUNK]}).scalars())
+        return found
+
     # -- rejections -----------------------------------------------------------------------
 
     def record_rejections(self, run_id: str, stream: str, rejected: pd.DataFrame) -> None:
@@ -355,6 +436,17 @@ class StateStore:
                 else:
                     stmt = stmt.on_conflict_do_nothing(index_elements=keys)
                 conn.execute(stmt)
+
+
+def _add_anonymous_profiles(store: StateStore, conn: sa.Connection) -> None:
+    store.table("anonymous_profiles").create(conn, checkfirst=True)
+
+
+#: Schema migrations: the step that brings a state schema from version N-1 to N.
+MIGRATIONS: dict[int, Callable[[StateStore, sa.Connection], None]] = {
+    2: _add_anonymous_profiles,
+}
+_LOCK_KEY = 0x636F6E6E  # pg advisory lock for migrations ("conn")
 
 
 def _aware(value: datetime) -> datetime:
