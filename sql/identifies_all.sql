@@ -1,2 +1,2 @@
--- Every identify call; the users stream merges each user over all of their rows.
-SELECT * FROM {schema}.{identifies}
+-- Every identify call, in the columns the users stream reads (ids, order, traits, context).
+SELECT {columns} FROM {schema}.{identifies}

@@ -1,64 +1,354 @@
-"""Query results as DataFrames with Arrow-backed dtypes: the same types from every driver."""
+"""Query results as Arrow record batches and DataFrames: the same types from every driver.
+
+Three ways to read, the fastest one the backend has:
+
+- DuckDB: the raw DuckDB connection behind SQLAlchemy runs the statement as a relation and
+  exports Arrow record batches natively (no Python object per value, no DB-API copy).
+- PostgreSQL: ADBC (`adbc-driver-postgresql`, in the `postgres` extra) streams the result
+  through binary COPY into Arrow in C++. COPY takes no bind parameters, so the values are
+  bound client-side by psycopg's own literal adaptation (never pasted strings).
+- Anything else (Redshift, Snowflake, BigQuery, or PostgreSQL without ADBC): SQLAlchemy
+  with a server-side cursor (`stream_results`), `fetchmany(chunk_size)` into Arrow.
+
+Every batch is normalized to one schema per Segment type (`timestamp[us, UTC]`, `string`,
+`int64`, `double`, `bool`), so the DataFrames are identical whichever path read them.
+Memory is bounded by `chunk_size` rows per batch: nothing here holds a whole result
+unless `read_frame`/`read_arrow` is asked for it.
+"""
 
 from __future__ import annotations
 
-import warnings
+import logging
 from collections.abc import Iterator, Mapping
+from functools import cache
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import TextClause
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
-from warehouse.engine import is_duckdb
+log = logging.getLogger(__name__)
+
+UTC_MICROS = pa.timestamp("us", tz="UTC")
 
 
-def arrow_to_frame(table: pa.Table) -> pd.DataFrame:
+# -- one schema out of every driver --------------------------------------------------------
+
+
+def normalize_type(dtype: pa.DataType) -> pa.DataType:
+    """The Segment-canonical Arrow type for a driver's type."""
+    if pa.types.is_timestamp(dtype):
+        return UTC_MICROS  # timestamps without a zone (Redshift, Snowflake NTZ) are UTC
+    if pa.types.is_dictionary(dtype):
+        return normalize_type(dtype.value_type)
+    if (
+        pa.types.is_string(dtype)
+        or pa.types.is_large_string(dtype)
+        or pa.types.is_string_view(dtype)
+    ):
+        return pa.string()
+    if pa.types.is_integer(dtype):
+        return pa.int64()
+    if pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
+        return pa.float64()  # NUMBER/NUMERIC columns (Snowflake, Redshift) as floats
+    return dtype
+
+
+def normalize_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, normalize_type(f.type)) for f in schema])
+
+
+def _normalize_column(array: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array:
+    dtype = array.type
+    if dtype == target:
+        return array
+    if pa.types.is_dictionary(dtype):
+        array = (
+            array.dictionary_decode()
+            if isinstance(array, pa.Array)
+            else pc.cast(array, dtype.value_type)
+        )
+        return _normalize_column(array, target)
+    if pa.types.is_timestamp(dtype) and dtype.tz is None:
+        array = pc.assume_timezone(array.cast(pa.timestamp(dtype.unit)), "UTC")
+    return array.cast(target, safe=not pa.types.is_decimal(dtype))
+
+
+def normalize_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch in the canonical schema, without driver metadata."""
+    schema = normalize_schema(batch.schema)
+    if batch.schema.equals(schema, check_metadata=True):
+        return batch
+    columns = [
+        _normalize_column(column, field.type)
+        for column, field in zip(batch.columns, schema, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def arrow_to_frame(table: pa.Table | pa.RecordBatch) -> pd.DataFrame:
     """Arrow dtypes keep integers integers and booleans booleans through nulls."""
     return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
-def rows_to_arrow(keys: list[str], rows: list[tuple[Any, ...]]) -> pa.Table:
+#: PostgreSQL/Redshift type OIDs (psycopg, psycopg2 and ADBC report them) for Segment types.
+_PG_OIDS = {
+    16: pa.bool_(),
+    20: pa.int64(),
+    21: pa.int64(),
+    23: pa.int64(),
+    700: pa.float64(),
+    701: pa.float64(),
+    1700: pa.float64(),
+    25: pa.string(),
+    1042: pa.string(),
+    1043: pa.string(),
+    1114: UTC_MICROS,
+    1184: UTC_MICROS,
+}
+
+
+def described_type(type_code: Any) -> pa.DataType | None:
+    """The Arrow type of a DB-API `description` type code, when it names one."""
+    if isinstance(type_code, int) and not isinstance(type_code, bool):
+        return _PG_OIDS.get(type_code)
+    name = str(type_code).upper()
+    for words, dtype in (
+        (("TIMESTAMP", "DATETIME"), UTC_MICROS),
+        (("BOOL",), pa.bool_()),
+        (("INT",), pa.int64()),
+        (("DOUBLE", "FLOAT", "REAL", "DECIMAL", "NUMERIC", "NUMBER"), pa.float64()),
+        (("CHAR", "TEXT", "STRING"), pa.string()),
+    ):
+        if any(word in name for word in words):
+            return dtype
+    return None
+
+
+def rows_to_arrow(
+    keys: list[str], rows: list[tuple[Any, ...]], types: list[pa.DataType | None] | None = None
+) -> pa.RecordBatch:
+    """DB-API rows as one normalized batch: types inferred from the values; a column with
+    no value in the batch takes its described type (else string)."""
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in keys]
-    return pa.table({key: pa.array(list(col)) for key, col in zip(keys, columns, strict=True)})
+    types = types or [None] * len(keys)
+    arrays = []
+    for col, dtype in zip(columns, types, strict=True):
+        array = pa.array(list(col))
+        if pa.types.is_null(array.type):
+            array = pa.nulls(len(array), dtype or pa.string())
+        arrays.append(array)
+    return normalize_batch(pa.RecordBatch.from_arrays(arrays, names=keys))
+
+
+def _rechunk(reader: Iterator[pa.RecordBatch], chunk_size: int) -> Iterator[pa.RecordBatch]:
+    """Batches of at most `chunk_size` rows (slices are zero-copy)."""
+    for batch in reader:
+        for start in range(0, batch.num_rows, chunk_size):
+            yield batch.slice(start, chunk_size)
+
+
+# -- compiling a text clause for a driver ---------------------------------------------------
+
+
+@cache
+def _positional_dialect(dialect_cls: type[Dialect]) -> Dialect:
+    return dialect_cls(paramstyle="qmark")
+
+
+def _compile(
+    clause: TextClause, params: Mapping[str, Any], dialect: Dialect
+) -> tuple[str, dict[str, Any], list[str] | None]:
+    """The statement with expanding lists rendered, its parameters, and their order."""
+    bound = clause.bindparams(**params) if params else clause
+    compiled = bound.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    positions = list(compiled.positiontup) if compiled.positiontup is not None else None
+    return compiled.string, compiled.construct_params(), positions
+
+
+# -- the readers ----------------------------------------------------------------------------
+
+
+def _duckdb_batches(
+    conn: Connection, clause: TextClause, params: Mapping[str, Any], chunk_size: int
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """DuckDB's own relation API: native Arrow export, `chunk_size` rows per batch."""
+    dialect = _positional_dialect(type(conn.dialect))
+    statement, values, order = _compile(clause, params, dialect)
+    raw = conn.connection.driver_connection  # duckdb_engine's wrapper of the connection
+    relation = raw.sql(statement, params=[values[k] for k in order or []])
+    reader = relation.to_arrow_reader(chunk_size)
+    return reader.schema, iter(reader)
+
+
+def adbc_available() -> bool:
+    try:
+        import adbc_driver_postgresql.dbapi  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _adbc_uri(conn: Connection) -> str:
+    url = conn.engine.url.set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+def _postgres_batches(
+    conn: Connection, clause: TextClause, params: Mapping[str, Any], chunk_size: int
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """PostgreSQL through ADBC: binary COPY straight into Arrow."""
+    import adbc_driver_postgresql.dbapi as adbc
+    import psycopg
+
+    statement, values, _ = _compile(clause, params, conn.dialect)
+    driver = conn.connection.driver_connection
+    if isinstance(driver, psycopg.Connection):
+        # psycopg adapts each value to a literal for this connection; nothing is pasted.
+        statement = psycopg.ClientCursor(driver).mogrify(statement, values)
+    elif values:
+        raise NotImplementedError("ADBC reading needs the psycopg driver for its parameters")
+    adbc_conn = adbc.connect(_adbc_uri(conn))
+    try:
+        cursor = adbc_conn.cursor()
+        cursor.execute(statement)
+        reader = cursor.fetch_record_batch()
+    except BaseException:
+        adbc_conn.close()
+        raise
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from _rechunk(reader, chunk_size)
+        finally:
+            cursor.close()
+            adbc_conn.close()
+
+    return reader.schema, batches()
+
+
+def _sqlalchemy_batches(
+    conn: Connection, clause: TextClause, params: Mapping[str, Any], chunk_size: int
+) -> tuple[pa.Schema | None, Iterator[pa.RecordBatch]]:
+    """Any SQLAlchemy dialect: a server-side cursor read `chunk_size` rows at a time."""
+    result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(
+        clause, dict(params)
+    )
+    keys = list(result.keys())
+    description = getattr(result.cursor, "description", None) or []
+    types = [described_type(d[1]) for d in description] if len(description) == len(keys) else None
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            while rows := result.fetchmany(chunk_size):
+                yield rows_to_arrow(keys, [tuple(r) for r in rows], types)
+        finally:
+            result.close()
+
+    schema = pa.schema(
+        [pa.field(k, (types[i] if types else None) or pa.string()) for i, k in enumerate(keys)]
+    )
+    return schema, batches()
+
+
+def native_path(conn: Connection) -> str:
+    """Which reader a connection gets: `duckdb`, `adbc` or `sqlalchemy`."""
+    name = conn.dialect.name
+    if name == "duckdb":
+        return "duckdb"
+    if name == "postgresql" and conn.dialect.driver == "psycopg" and adbc_available():
+        return "adbc"
+    return "sqlalchemy"
+
+
+def iter_batches(
+    conn: Connection,
+    clause: TextClause,
+    params: Mapping[str, Any],
+    chunk_size: int,
+    *,
+    native: bool = True,
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The result's normalized schema and its batches of at most `chunk_size` rows.
+
+    `native=False` forces the plain SQLAlchemy path (for comparisons and tests).
+    """
+    path = native_path(conn) if native else "sqlalchemy"
+    reader = {
+        "duckdb": _duckdb_batches,
+        "adbc": _postgres_batches,
+        "sqlalchemy": _sqlalchemy_batches,
+    }[path]
+    log.debug("reading with the %s path, %s rows per batch", path, chunk_size)
+    schema, batches = reader(conn, clause, params, chunk_size)
+    return normalize_schema(schema), (normalize_batch(b) for b in batches if b.num_rows)
 
 
 def iter_frames(
-    conn: Connection, clause: TextClause, params: Mapping[str, Any], chunk_size: int
+    conn: Connection,
+    clause: TextClause,
+    params: Mapping[str, Any],
+    chunk_size: int,
+    *,
+    native: bool = True,
 ) -> Iterator[pd.DataFrame]:
     """Stream a query as DataFrames of at most `chunk_size` rows.
 
     Always yields at least one frame, empty but with the result's columns when there
     are no rows.
     """
+    schema, batches = iter_batches(conn, clause, params, chunk_size, native=native)
     yielded = False
-    if is_duckdb(conn.engine):
-        result = conn.execute(clause, dict(params))
-        with warnings.catch_warnings():  # the copy it warns of is one Arrow batch at a time
-            warnings.simplefilter("ignore", UserWarning)
-            reader = result.cursor.to_arrow_reader(chunk_size)  # native Arrow path
-        for batch in reader:
-            if batch.num_rows:
-                yielded = True
-                yield arrow_to_frame(pa.Table.from_batches([batch]))
-        if not yielded:
-            yield arrow_to_frame(reader.schema.empty_table())
-        return
-    result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(
-        clause, dict(params)
-    )
-    keys = list(result.keys())
-    while rows := result.fetchmany(chunk_size):
+    for batch in batches:
         yielded = True
-        yield arrow_to_frame(rows_to_arrow(keys, [tuple(r) for r in rows]))
+        yield arrow_to_frame(batch)
     if not yielded:
-        yield pd.DataFrame(columns=keys)
+        yield arrow_to_frame(schema.empty_table())
+
+
+def read_arrow(
+    conn: Connection,
+    clause: TextClause,
+    params: Mapping[str, Any],
+    chunk_size: int = 1_000_000,
+    *,
+    native: bool = True,
+) -> pa.Table:
+    """The whole result as one Arrow table (batches with columns typed differently, such
+    as all-null ones from the SQLAlchemy path, are promoted to one type)."""
+    schema, batches = iter_batches(conn, clause, params, chunk_size, native=native)
+    tables = [pa.Table.from_batches([b]) for b in batches]
+    if not tables:
+        return schema.empty_table()
+    table = (
+        tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+    )
+    del tables
+    return _contiguous(table)
+
+
+def _contiguous(table: pa.Table) -> pa.Table:
+    """One chunk per column (what vectorized transforms expect), combined column by
+    column so at most one column exists twice at a time."""
+    if all(column.num_chunks <= 1 for column in table.columns):
+        return table
+    names, columns = table.column_names, list(table.columns)
+    del table
+    for i, column in enumerate(columns):
+        if column.num_chunks > 1:
+            columns[i] = pa.chunked_array([column.combine_chunks()], type=column.type)
+    return pa.table(columns, names=names)
 
 
 def read_frame(
-    conn: Connection, clause: TextClause, params: Mapping[str, Any], chunk_size: int = 1_000_000
+    conn: Connection,
+    clause: TextClause,
+    params: Mapping[str, Any],
+    chunk_size: int = 1_000_000,
+    *,
+    native: bool = True,
 ) -> pd.DataFrame:
     """The whole result as one DataFrame."""
-    frames = list(iter_frames(conn, clause, params, chunk_size))
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return arrow_to_frame(read_arrow(conn, clause, params, chunk_size, native=native))

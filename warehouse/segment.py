@@ -1,24 +1,51 @@
-"""Reading one Segment source schema: identifies, aliases, tracks and event tables."""
+"""Reading one Segment source schema: identifies, aliases, tracks and event tables.
+
+Every statement comes from `sql/` (a dialect's own version where it differs), with
+identifiers quoted for the dialect and values bound. Reads stream through
+`warehouse.frames` in batches of `chunk_size` rows; the frame-returning methods gather
+those batches, the `iter_*` methods hand them out one by one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy import bindparam
+from sqlalchemy import TextClause, bindparam
 from sqlalchemy.engine import Engine
 
 import sql
+from transforms.columns import is_custom_column
+from warehouse.engine import describe
 from warehouse.errors import WarehouseError
-from warehouse.frames import read_frame
+from warehouse.frames import iter_frames, read_frame
 
 REQUIRED_TABLES = ("identifies", "aliases", "tracks")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
 ID_CHUNK = 10_000
+
+#: Segment's own identify columns the users stream reads; every trait column comes too.
+IDENTIFY_COLUMNS = ("id", "anonymous_id", "user_id", "timestamp", "received_at", "uuid_ts")
+#: The context columns the identify payload reads (timezone, device tokens and platform).
+IDENTIFY_CONTEXT_COLUMNS = (
+    "context_timezone",
+    "context_device_type",
+    "context_device_token",
+    "context_library_name",
+)
+
+#: Window bounds are bound as timezone-aware timestamps: BigQuery compares TIMESTAMP
+#: columns only with TIMESTAMP parameters, and the others convert to their column type.
+_WINDOW_PARAMS = (
+    bindparam("since", type_=sa.TIMESTAMP(timezone=True)),
+    bindparam("until", type_=sa.TIMESTAMP(timezone=True)),
+)
 
 
 @dataclass(frozen=True)
@@ -38,50 +65,100 @@ class Window:
 
 
 class SegmentSource:
-    """One Segment source schema in a warehouse, read with SQLAlchemy."""
+    """One Segment source schema in a warehouse, read with SQLAlchemy (and, where the
+    backend has one, its native Arrow reader)."""
 
-    def __init__(self, engine: Engine, schema: str, chunk_size: int = 100_000) -> None:
+    def __init__(
+        self, engine: Engine, schema: str, chunk_size: int = 100_000, *, native: bool = True
+    ) -> None:
         self.engine = engine
         self.schema = schema
         self.chunk_size = chunk_size
+        self.native = native
         self._tables: set[str] | None = None
+        self._columns: dict[str, list[str]] | None = None
+
+    # -- what the schema holds ------------------------------------------------------------
 
     def tables(self) -> set[str]:
+        """The schema's tables; WarehouseError when unreachable or the schema is missing."""
         if self._tables is None:
-            try:
+            with self._errors("list the tables of"):
                 inspector = sa.inspect(self.engine)
                 schemas = inspector.get_schema_names()
                 # DuckDB names schemas with their catalog: `demo.segment`.
-                if not any(s == self.schema or s.endswith(f".{self.schema}") for s in schemas):
-                    raise WarehouseError(f"schema {self.schema!r} not found in the warehouse")
+                if not any(
+                    s.lower() == self.schema.lower() or s.lower().endswith(f".{self.schema}")
+                    for s in schemas
+                ):
+                    raise WarehouseError(
+                        f"schema {self.schema!r} not found in the warehouse "
+                        f"{describe(str(self.engine.url))}"
+                    )
                 self._tables = set(inspector.get_table_names(schema=self.schema))
-            except sa.exc.OperationalError as exc:
-                raise WarehouseError(f"cannot reach the warehouse: {_first_line(exc)}") from exc
         return self._tables
 
+    def columns(self, table: str) -> list[str]:
+        """The table's columns in order (empty when the table does not exist)."""
+        if self._columns is None:
+            clause = sql.render("table_columns", self.engine.dialect, schema=self.schema)
+            with self._errors("list the columns of"), self.engine.connect() as conn:
+                rows = conn.execute(clause, {"schema": self.schema}).all()
+            normalize = self.engine.dialect.normalize_name
+            columns: dict[str, list[str]] = {}
+            for table_name, column_name in rows:
+                columns.setdefault(normalize(table_name) or table_name, []).append(
+                    normalize(column_name) or column_name
+                )
+            self._columns = columns
+        return list(self._columns.get(table, []))
+
     def check(self) -> None:
-        """Fail with a message naming what is missing before any work starts."""
+        """Fail with a message naming what is missing before any work starts: the schema,
+        a required table, or the permission to read one."""
         missing = [t for t in REQUIRED_TABLES if t not in self.tables()]
         if missing:
             raise WarehouseError(
                 f"schema {self.schema!r} has no table {', '.join(missing)} "
                 "(is this a Segment source schema?)"
             )
+        with self._errors("connect to"), self.engine.connect() as conn:
+            for table in REQUIRED_TABLES:
+                clause = sql.render(
+                    "probe_table", self.engine.dialect, schema=self.schema, table=table
+                )
+                with self._errors("read", table):
+                    conn.execute(clause).all()
 
-    def _read(self, name: str, params: dict | None = None, **identifiers: str) -> pd.DataFrame:
-        clause = sql.render(name, self.engine.dialect, schema=self.schema, **identifiers)
-        if params and any(isinstance(v, list) for v in params.values()):
-            clause = clause.bindparams(
-                *(bindparam(k, expanding=True) for k, v in params.items() if isinstance(v, list))
-            )
-        try:
-            with self.engine.connect() as conn:
-                return read_frame(conn, clause, params or {}, self.chunk_size)
-        except sa.exc.ProgrammingError as exc:
-            raise WarehouseError(f"query {name} failed: {_first_line(exc)}") from exc
+    # -- reading --------------------------------------------------------------------------
+
+    def clause(self, name: str, params: dict[str, Any], **identifiers: Any) -> TextClause:
+        """The statement `sql/NAME.sql` for this schema and dialect, window bounds typed."""
+        clause = sql.render(
+            name, self.engine.dialect, schema=self.schema, timestamp="timestamp", **identifiers
+        )
+        binds = [b for b in _WINDOW_PARAMS if b.key in params]
+        binds += [bindparam(k, expanding=True) for k, v in params.items() if isinstance(v, list)]
+        return clause.bindparams(*binds) if binds else clause
+
+    def _read(self, name: str, params: dict | None = None, **identifiers: Any) -> pd.DataFrame:
+        params = params or {}
+        clause = self.clause(name, params, **identifiers)
+        table = _single_table(identifiers)
+        with self._errors("read", table, query=name), self.engine.connect() as conn:
+            return read_frame(conn, clause, params, self.chunk_size, native=self.native)
+
+    def _iter(
+        self, name: str, params: dict | None = None, **identifiers: Any
+    ) -> Iterator[pd.DataFrame]:
+        params = params or {}
+        clause = self.clause(name, params, **identifiers)
+        table = _single_table(identifiers)
+        with self._errors("read", table, query=name), self.engine.connect() as conn:
+            yield from iter_frames(conn, clause, params, self.chunk_size, native=self.native)
 
     def identity_links(self) -> pd.DataFrame:
-        """Distinct (from_id, to_id, kind, ts) links of the whole schema."""
+        """Distinct (from_id, to_id, kind, ts, loaded) links of the whole schema."""
         return self._read(
             "identity_links", aliases="aliases", identifies="identifies", tracks="tracks"
         )
@@ -95,32 +172,132 @@ class SegmentSource:
         )
         return frame["id"]
 
+    def identify_columns(self) -> list[str]:
+        """The identify columns the users stream reads: ids, order, context, every trait."""
+        wanted = set(IDENTIFY_COLUMNS) | set(IDENTIFY_CONTEXT_COLUMNS)
+        return [c for c in self.columns("identifies") if c in wanted or is_custom_column(c)]
+
     def identifies(self, ids: Sequence[str] | None = None) -> pd.DataFrame:
-        """All identify rows, or those of the given user or anonymous ids."""
-        if ids is None:
-            return self._read("identifies_all", identifies="identifies")
-        ids = list(dict.fromkeys(ids))
-        frames = [
-            self._read(
-                "identifies_for_ids", {"ids": ids[i : i + ID_CHUNK]}, identifies="identifies"
-            )
-            for i in range(0, max(len(ids), 1), ID_CHUNK)
-        ]
+        """All identify rows, or those of the given user or anonymous ids (needed columns)."""
+        frames = list(self.iter_identifies(ids))
         frames = [f for f in frames if len(f)] or frames[:1]
-        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        return frame.drop_duplicates("id", keep="last") if len(frames) > 1 else frame
+        if len(frames) == 1:
+            return frames[0]
+        frame = pd.concat(frames, ignore_index=True)
+        return frame.drop_duplicates("id", keep="last") if ids is not None else frame
+
+    def iter_identifies(self, ids: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+        """Identify rows in frames of at most `chunk_size` rows (bounded memory)."""
+        columns = self.identify_columns()
+        if ids is None:
+            yield from self._iter("identifies_all", identifies="identifies", columns=columns)
+            return
+        ids = list(dict.fromkeys(ids))
+        for i in range(0, max(len(ids), 1), ID_CHUNK):
+            yield from self._iter(
+                "identifies_for_ids",
+                {"ids": ids[i : i + ID_CHUNK]},
+                identifies="identifies",
+                columns=columns,
+            )
 
     def tracks(self, window: Window) -> pd.DataFrame:
         return self._read("tracks_window", window.params, tracks="tracks", window=window.column)
 
+    def iter_tracks(self, window: Window) -> Iterator[pd.DataFrame]:
+        """Track rows of the window, oldest first, in frames of at most `chunk_size` rows."""
+        yield from self._iter("tracks_window", window.params, tracks="tracks", window=window.column)
+
     def event_properties(self, event_table: str, window: Window) -> pd.DataFrame | None:
-        """The event's own table for the window; None when the table does not exist (yet)."""
+        """The event's own table for the window: `id` and its property columns (columns
+        the table gained later included); None when the table does not exist (yet).
+
+        Duplicate rows of one message id (BigQuery keeps them) are all returned; the
+        transforms keep one per id.
+        """
         if event_table not in self.tables():
             return None
+        columns = ["id", *(c for c in self.columns(event_table) if is_custom_column(c))]
         return self._read(
-            "event_properties", window.params, table=event_table, window=window.column
+            "event_properties",
+            window.params,
+            table=event_table,
+            window=window.column,
+            columns=columns,
         )
+
+    # -- errors ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(
+        self, action: str, table: str | None = None, query: str | None = None
+    ) -> Iterator[None]:
+        """Driver errors as one WarehouseError line naming what is missing."""
+        try:
+            yield
+        except WarehouseError:
+            raise
+        except Exception as exc:
+            if not _is_database_error(exc):
+                raise
+            raise WarehouseError(self._explain(exc, action, table, query)) from exc
+
+    def _explain(
+        self, exc: BaseException, action: str, table: str | None, query: str | None
+    ) -> str:
+        message = _first_line(exc)
+        lowered = message.lower()
+        state = _sqlstate(exc)
+        where = f"{self.schema}.{table}" if table else f"schema {self.schema}"
+        if state == "42501" or "permission denied" in lowered or "access denied" in lowered:
+            return f"no permission to {action} {where} (grant SELECT to this role): {message}"
+        if state in ("42P01", "3F000") or (
+            "does not exist" in lowered or "not found" in lowered or "catalog error" in lowered
+        ):
+            return f"cannot {action} {where}: it does not exist ({message})"
+        if _is_connection_error(exc, state):
+            return f"cannot reach the warehouse {describe(str(self.engine.url))}: {message}"
+        suffix = f" (query {query})" if query else ""
+        return f"cannot {action} {where}{suffix}: {message}"
+
+
+def _single_table(identifiers: dict[str, Any]) -> str | None:
+    """The table a statement reads, when it reads one."""
+    tables = [v for k, v in identifiers.items() if k in REQUIRED_TABLES or k == "table"]
+    return tables[0] if len(tables) == 1 else None
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    if isinstance(exc, sa.exc.DBAPIError | sa.exc.OperationalError):
+        return True
+    module = type(exc).__module__ or ""
+    return module.split(".")[0] in ("duckdb", "_duckdb", "adbc_driver_manager", "psycopg")
+
+
+def _is_connection_error(exc: BaseException, state: str | None) -> bool:
+    if state and state.startswith("08"):
+        return True
+    orig = getattr(exc, "orig", exc)
+    name = type(orig).__name__
+    text = str(orig).lower()
+    return (
+        isinstance(exc, sa.exc.OperationalError)
+        or name in ("OperationalError", "IOException", "ConnectionException")
+        or "connection refused" in text
+        or "could not connect" in text
+        or "could not translate host" in text
+    )
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", exc)
+    state = getattr(orig, "sqlstate", None)
+    if state is None:
+        diag = getattr(orig, "diag", None)
+        state = getattr(diag, "sqlstate", None)
+    return str(state) if state else None
 
 
 def _first_line(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    lines = str(getattr(exc, "orig", exc)).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,304 @@
+"""Reading real warehouses (DuckDB and PostgreSQL): native Arrow paths and the plain
+SQLAlchemy path give the same frames; reads stream; event tables, late columns and
+duplicates; clear errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+
+import sql
+from tests.segment_rows import T0, at, row, write_tables
+from transforms.events import property_dicts
+from warehouse import segment as segment_module
+from warehouse.errors import WarehouseError
+from warehouse.frames import iter_frames, native_path, read_frame
+from warehouse.segment import SegmentSource, Window
+
+EXPECTED_TYPES = {
+    "id": pa.string(),
+    "user_id": pa.string(),
+    "anonymous_id": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "uuid_ts": pa.timestamp("us", tz="UTC"),
+    "logins": pa.int64(),
+    "score": pa.float64(),
+    "is_vip": pa.bool_(),
+    "plan": pa.string(),
+}
+
+
+def _identifies(n: int = 7) -> list[dict]:
+    rows = []
+    for i in range(n):
+        rows.append(
+            row(
+                i,
+                user_id=f"u{i % 3}" if i % 4 else None,
+                anonymous_id=f"a{i}",
+                logins=i * 10 if i % 2 == 0 else None,
+                score=i / 4 if i % 3 != 1 else None,
+                is_vip=bool(i % 2) if i % 5 != 1 else None,
+                plan="pro" if i % 2 == 0 else None,
+                context_ip="10.0.0.1",
+                context_timezone="Europe/Berlin",
+                sent_at=at(i),
+            )
+        )
+    return rows
+
+
+def _engine(url: str) -> sa.Engine:
+    return sa.create_engine(url)
+
+
+IDENTIFIES_DDL = """
+CREATE TABLE {schema}.identifies (
+    id VARCHAR, anonymous_id VARCHAR, user_id VARCHAR,
+    received_at TIMESTAMP WITH TIME ZONE, sent_at TIMESTAMP WITH TIME ZONE,
+    original_timestamp TIMESTAMP WITH TIME ZONE, {ts} TIMESTAMP WITH TIME ZONE,
+    uuid_ts TIMESTAMP WITH TIME ZONE, logins BIGINT, score DOUBLE PRECISION,
+    is_vip BOOLEAN, plan VARCHAR, context_ip VARCHAR, context_timezone VARCHAR
+)
+"""
+
+
+def _write_identifies(url: str, schema: str, n: int = 7) -> None:
+    """Segment-typed identifies (BIGINT stays BIGINT with nulls), then the rows."""
+    engine = _engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        conn.execute(sql.render_text(IDENTIFIES_DDL, engine.dialect, schema=schema, ts="timestamp"))
+    engine.dispose()
+    write_tables(url, schema, {"identifies": _identifies(n)})
+
+
+def test_native_and_sqlalchemy_paths_give_identical_frames(warehouse) -> None:
+    url, schema = warehouse
+    _write_identifies(url, schema)
+    engine = _engine(url)
+    clause = sql.render_text(
+        "SELECT id, user_id, anonymous_id, {ts}, uuid_ts, logins, score, is_vip, plan "
+        "FROM {schema}.{table} WHERE uuid_ts >= :since ORDER BY id",
+        engine.dialect,
+        ts="timestamp",
+        schema=schema,
+        table="identifies",
+    )
+    with engine.connect() as conn:
+        assert native_path(conn) in ("duckdb", "adbc")
+        native = read_frame(conn, clause, {"since": T0 - timedelta(days=1)}, 3)
+        plain = read_frame(conn, clause, {"since": T0 - timedelta(days=1)}, 3, native=False)
+    engine.dispose()
+
+    assert len(native) == 7
+    for frame in (native, plain):
+        assert {c: frame[c].dtype for c in frame.columns} == {
+            c: pd.ArrowDtype(t) for c, t in EXPECTED_TYPES.items()
+        }
+    pd.testing.assert_frame_equal(native, plain)
+    assert native["logins"].isna().sum() == 3  # ints stay ints through nulls
+    assert native["timestamp"].min() == pd.Timestamp(T0)
+
+
+def test_reads_stream_in_chunks_and_empty_results_keep_their_columns(warehouse) -> None:
+    url, schema = warehouse
+    _write_identifies(url, schema, 10)
+    engine = _engine(url)
+    clause = sql.render_text(
+        "SELECT id, logins FROM {schema}.{table} WHERE uuid_ts >= :since ORDER BY id",
+        engine.dialect,
+        schema=schema,
+        table="identifies",
+    )
+    with engine.connect() as conn:
+        for native in (True, False):
+            frames = list(iter_frames(conn, clause, {"since": T0}, 3, native=native))
+            assert [len(f) for f in frames] == [3, 3, 3, 1]
+            empty = list(iter_frames(conn, clause, {"since": at(10_000)}, 3, native=native))
+            assert len(empty) == 1 and empty[0].empty
+            assert list(empty[0].columns) == ["id", "logins"]
+    engine.dispose()
+
+
+def test_source_reads_only_the_columns_the_users_stream_needs(warehouse) -> None:
+    url, schema = warehouse
+    _write_identifies(url, schema)
+    source = SegmentSource(_engine(url), schema, chunk_size=2)
+    source.check()
+
+    frame = source.identifies()
+
+    assert len(frame) == 7
+    assert "context_ip" not in frame.columns and "sent_at" not in frame.columns
+    assert {"id", "user_id", "anonymous_id", "timestamp", "uuid_ts", "context_timezone"} <= set(
+        frame.columns
+    )
+    assert {"logins", "score", "is_vip", "plan"} <= set(frame.columns)
+    assert frame["logins"].dtype == pd.ArrowDtype(pa.int64())
+
+
+def test_identifies_of_ids_are_read_in_id_chunks(warehouse, monkeypatch) -> None:
+    url, schema = warehouse
+    _write_identifies(url, schema)
+    monkeypatch.setattr(segment_module, "ID_CHUNK", 2)
+    source = SegmentSource(_engine(url), schema)
+
+    frame = source.identifies(["u1", "a0", "a4", "u2", "nobody", "it's"])
+
+    # rows 1 (u1), 2 and 5 (u2); rows 0 and 4 have no user id and come by anonymous id.
+    assert sorted(frame["anonymous_id"]) == ["a0", "a1", "a2", "a4", "a5"]
+    assert frame["id"].is_unique
+
+
+def test_event_tables_missing_late_columns_windows_and_duplicates(warehouse) -> None:
+    url, schema = warehouse
+    first = row(1, id="m1", user_id="u1", event="signed_up", plan="pro")
+    dup = {**first, "uuid_ts": at(2)}  # BigQuery keeps re-delivered rows
+    write_tables(
+        url,
+        schema,
+        {
+            "tracks": [
+                row(1, id="m1", user_id="u1", event="signed_up", event_text="Signed Up"),
+                row(50, id="m2", user_id="u1", event="signed_up", event_text="Signed Up"),
+            ],
+            "signed_up": [first, dup],
+        },
+    )
+    # A property first sent later: Segment adds the column then.
+    write_tables(
+        url, schema, {"signed_up": [row(50, id="m2", user_id="u1", event="signed_up", seats=3)]}
+    )
+    source = SegmentSource(_engine(url), schema)
+    everything = Window("uuid_ts")
+
+    assert source.event_properties("order_completed", everything) is None
+    frame = source.event_properties("signed_up", everything)
+    assert frame is not None
+    assert set(frame.columns) == {"id", "plan", "seats"}  # id and properties only
+    assert sorted(frame["id"]) == ["m1", "m1", "m2"]
+    props = property_dicts(frame)
+    assert props["m1"] == {"plan": "pro"}
+    assert props["m2"] == {"seats": 3}
+
+    early = source.event_properties("signed_up", Window("uuid_ts", T0, at(10)))
+    assert early is not None and set(early["id"]) == {"m1"}
+
+
+def test_tracks_native_and_plain_sources_agree(warehouse) -> None:
+    url, schema = warehouse
+    tracks = [
+        row(i, user_id=f"u{i}", event="product_viewed", event_text="Product Viewed")
+        for i in range(6)
+    ]
+    write_tables(url, schema, {"tracks": tracks})
+    engine = _engine(url)
+    native = SegmentSource(engine, schema, chunk_size=4)
+    plain = SegmentSource(engine, schema, chunk_size=4, native=False)
+    window = Window("uuid_ts", T0, at(100))
+
+    pd.testing.assert_frame_equal(native.tracks(window), plain.tracks(window))
+    assert [len(f) for f in native.iter_tracks(window)] == [4, 2]
+    assert list(native.tracks(window)["id"]) == [t["id"] for t in tracks]
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def test_missing_schema_and_tables_are_named(warehouse) -> None:
+    url, schema = warehouse
+    _write_identifies(url, schema, 1)
+    engine = _engine(url)
+
+    with pytest.raises(WarehouseError, match="schema 'nowhere' not found"):
+        SegmentSource(engine, "nowhere").check()
+
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP TABLE "{schema}"."aliases"'))
+    with pytest.raises(WarehouseError, match=f"schema '{schema}' has no table aliases"):
+        SegmentSource(engine, schema).check()
+
+
+def test_unreachable_postgres_is_one_clear_error() -> None:
+    source = SegmentSource(sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:1/x"), "s")
+    with pytest.raises(WarehouseError, match="cannot reach the warehouse"):
+        source.check()
+
+
+def test_missing_permission_names_the_table(postgres_url, pg_schema) -> None:
+    _write_identifies(postgres_url, pg_schema, 2)
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(postgres_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(sa.text(f'GRANT USAGE ON SCHEMA "{pg_schema}" TO "{role}"'))
+        conn.execute(sa.text(f'GRANT SELECT ON "{pg_schema}".identifies TO "{role}"'))
+    url = sa.engine.make_url(postgres_url).set(username=role)
+    engine = sa.create_engine(url)
+    try:
+        with pytest.raises(WarehouseError, match=rf"no permission to read {pg_schema}\.aliases"):
+            SegmentSource(engine, pg_schema).check()
+        source = SegmentSource(engine, pg_schema)
+        with pytest.raises(WarehouseError, match=rf"no permission to read {pg_schema}\.tracks"):
+            source.tracks(Window())
+        assert len(source.identifies()) == 2  # what is granted reads (ADBC path included)
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
+            conn.execute(sa.text(f'DROP ROLE "{role}"'))
+        admin.dispose()
+
+
+def _sync_cli(env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "connect_sync", "sync", "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("unreachable", "cannot reach the warehouse"),
+        ("schema", "schema 'nowhere' not found"),
+        ("table", "has no table identifies"),
+    ],
+)
+def test_cli_sync_exits_2_with_one_line(case, expected, postgres_url, pg_schema, tmp_path):
+    env = {
+        "CONNECT_SYNC_WAREHOUSE_URL": postgres_url,
+        "CONNECT_SYNC_SOURCE_SCHEMA": pg_schema,
+        "CONNECT_SYNC_STATE_URL": f"duckdb:///{tmp_path / 'state.duckdb'}",
+    }
+    if case == "unreachable":
+        env["CONNECT_SYNC_WAREHOUSE_URL"] = "postgresql+psycopg://postgres@127.0.0.1:1/test"
+    elif case == "schema":
+        env["CONNECT_SYNC_SOURCE_SCHEMA"] = "nowhere"
+    else:
+        write_tables(postgres_url, pg_schema, {})
+        engine = sa.create_engine(postgres_url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP TABLE "{pg_schema}".identifies'))
+        engine.dispose()
+
+    result = _sync_cli(env, tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr
