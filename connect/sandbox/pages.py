@@ -17,7 +17,7 @@ td,th{border-bottom:1px solid #ddd;padding:6px 10px;text-align:left;vertical-ali
 th{background:#f4f4f6} td.count,th.count{text-align:right;font-variant-numeric:tabular-nums}
 input[type=search]{padding:6px;width:24em} button{padding:6px 12px}
 .muted{color:#777} pre{background:#f7f7f9;padding:.6em;overflow:auto;margin:0}
-.recent{color:#0a7d32;font-weight:600} .stale{color:#999}
+.recent{color:#0a7d32;font-weight:600} .stale{color:#999} #fields th{width:14em}
 """
 
 

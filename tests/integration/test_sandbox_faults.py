@@ -4,6 +4,8 @@ the sandbox's options as a child process: faults from the start, SQLite storage 
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -205,3 +207,33 @@ def test_db_that_is_not_a_sandbox_database_is_refused(tmp_path: Path) -> None:
         start_sandbox_process("k", extra_args=["--db", str(other)])
     with sqlite3.connect(other) as conn:
         assert conn.execute("SELECT count(*) FROM precious").fetchone() == (0,)
+
+
+def test_cli_sandbox_command_takes_db_and_fault_options(tmp_path: Path) -> None:
+    db = tmp_path / "cli.sqlite"
+    command = [sys.executable, "-m", "connect_sync", "sandbox", "--port", "0"]
+    options = ["--api-key", "cli-key", "--db", str(db), "--rate-limit", "1", "--latency-ms", "5"]
+    process = subprocess.Popen([*command, *options], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip().rsplit(" ", 1)[-1]
+        assert url.startswith("http://127.0.0.1:")
+        current = httpx.get(f"{url}/_sandbox/faults", timeout=10).json()
+        headers = {"X-Outbound-Key": "cli-key"}
+        statuses = [
+            httpx.post(f"{url}/v2/track", json=TRACK, headers=headers, timeout=10).status_code
+            for _ in range(3)
+        ]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert current["rate_limit_per_s"] == 1.0 and current["latency_ms"] == 5.0
+    assert statuses[0] == 200 and 429 in statuses
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (statuses.count(200),)
+
+    bad = subprocess.run(
+        [*command, "--error-rate", "3"], capture_output=True, text=True, timeout=30
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "error: error_rate must be between 0 and 1"
