@@ -3,36 +3,44 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Protocol
 
 import orjson
 
-from connect.client import AckCallback, ClientConfig, ConnectClient, DeliveryStats, Item
+from connect.client import (
+    AckCallback,
+    ClientConfig,
+    ConnectClient,
+    DeliveryStats,
+    Item,
+    ProgressCallback,
+)
 
 
 class Outbox(Protocol):
     def send(
         self,
         kind: str,
-        items: Sequence[Item],
+        items: Iterable[Item],
         on_ack: AckCallback | None = None,
-        on_progress: Callable[[int], None] | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> DeliveryStats: ...
 
     def close(self) -> None: ...
 
 
 class ApiOutbox:
-    """Delivers to a Connect API (the real one or the sandbox)."""
+    """Delivers to a Connect API (the real one or the sandbox).
+
+    One client for the whole run, so its rate limit holds across every stage.
+    """
 
     def __init__(self, config: ClientConfig) -> None:
         self.client = ConnectClient(config)
 
     def send(self, kind, items, on_ack=None, on_progress=None) -> DeliveryStats:
-        if not items:
-            return DeliveryStats()
         return asyncio.run(self.client.deliver(kind, items, on_ack, on_progress))
 
     def close(self) -> None:
@@ -52,16 +60,22 @@ class DryRunOutbox:
 
     def send(self, kind, items, on_ack=None, on_progress=None) -> DeliveryStats:
         endpoint = f"/v2/{kind}"
-        if self._file is not None:
-            self._file.write(
-                b"".join(
-                    orjson.dumps({"endpoint": endpoint, "body": body}) + b"\n" for _, body in items
-                )
-            )
-        self.count += len(items)
+        stats = DeliveryStats()
+        chunk: list[bytes] = []
+        for _, body in items:
+            if self._file is not None:
+                chunk.append(orjson.dumps({"endpoint": endpoint, "body": body}) + b"\n")
+                if len(chunk) >= 10_000:
+                    self._file.write(b"".join(chunk))
+                    chunk = []
+            stats.processed += 1
+        if self._file is not None and chunk:
+            self._file.write(b"".join(chunk))
+        stats.sent = stats.processed
+        self.count += stats.sent
         if on_progress:
-            on_progress(len(items))
-        return DeliveryStats(sent=len(items))
+            on_progress(stats)
+        return stats
 
     def close(self) -> None:
         if self._file is not None:

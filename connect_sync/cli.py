@@ -16,8 +16,16 @@ from typing import Any
 import click
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from connect_sync.settings import DEMO_DIR, DEMO_WAREHOUSE, Settings
 
@@ -46,13 +54,13 @@ def _settings(**overrides: Any) -> Settings:
 @contextmanager
 def _expected_failures():
     """Expected failures become one clear line and exit 2, never a traceback."""
-    from connect.errors import AuthenticationError
+    from connect.errors import ConnectConfigurationError
     from flows.pipeline import ConfigurationError
     from warehouse.errors import WarehouseError
 
     try:
         yield
-    except (AuthenticationError, ConfigurationError, WarehouseError) as exc:
+    except (ConnectConfigurationError, ConfigurationError, WarehouseError) as exc:
         raise UsageProblem(str(exc)) from None
 
 
@@ -83,9 +91,18 @@ def _run(settings: Settings, options: Any) -> Any:
         return run_sync(settings, options, progress)
 
 
+class _RateColumn(ProgressColumn):
+    """Items per second over rich's moving window."""
+
+    def render(self, task: Any) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "-/s", style="progress.data.speed")
+
+
 @contextmanager
 def _progress():
-    """A rich progress bar per stream, on a terminal; nothing otherwise."""
+    """A rich progress bar per stream on a terminal (items done, rate, sent, retries,
+    rejections); nothing otherwise."""
     if not console.is_terminal:
         yield None
         return
@@ -93,16 +110,26 @@ def _progress():
         TextColumn("{task.description:>8}"),
         BarColumn(),
         MofNCompleteColumn(),
+        _RateColumn(),
+        TextColumn(
+            "sent {task.fields[sent]:,}  retries {task.fields[retries]:,}  "
+            "rejected {task.fields[rejected]:,}"
+        ),
         TimeElapsedColumn(),
         console=console,
         transient=False,
     ) as bar:
         tasks: dict[str, Any] = {}
 
-        def update(stream: str, done: int, total: int) -> None:
+        def update(stream: str, done: int, total: int, stats: Any = None) -> None:
+            fields = {
+                "sent": getattr(stats, "sent", done),
+                "retries": getattr(stats, "retries", 0),
+                "rejected": len(getattr(stats, "rejected", ())) + len(getattr(stats, "failed", ())),
+            }
             if stream not in tasks:
-                tasks[stream] = bar.add_task(stream, total=total)
-            bar.update(tasks[stream], completed=done, total=total)
+                tasks[stream] = bar.add_task(stream, total=total, **fields)
+            bar.update(tasks[stream], completed=done, total=total, **fields)
 
         yield update
 
@@ -128,6 +155,7 @@ def _print_report(report: Any) -> None:
         "events deduplicated": report.events_deduplicated,
         "requests": report.requests,
         "retries": report.retries,
+        "rate-limited": getattr(report, "rate_limited", 0),
         "identity conflicts": report.identity_conflicts,
         "identity cycles": report.identity_cycles,
     }
@@ -364,14 +392,10 @@ def rejects() -> None:
     """Recorded rejections."""
 
 
-@rejects.command("list")
-@click.option("--limit", default=50, show_default=True)
-def rejects_list(limit: int) -> None:
-    """Show recorded rejections with their reasons."""
+def _state_store(settings: Settings) -> Any:
     from warehouse.engine import create_engine
     from warehouse.state import StateStore
 
-    settings = _settings()
     with _expected_failures():
         store = StateStore(
             create_engine(settings.effective_state_url),
@@ -379,25 +403,52 @@ def rejects_list(limit: int) -> None:
             settings.source_schema,
         )
         store.migrate()
-    frame = store.rejections()
+    return store
+
+
+@rejects.command("list")
+@click.option("--limit", default=50, show_default=True, help="Show the latest N.")
+@click.option("--pending", is_flag=True, help="Only those not replayed yet.")
+@click.option("--retryable", is_flag=True, help="Only those `rejects replay` would re-send.")
+def rejects_list(limit: int, pending: bool, retryable: bool) -> None:
+    """Show recorded rejections with their reasons."""
+    store = _state_store(_settings())
+    frame = store.rejections(retryable_only=retryable, pending_only=pending)
     table = Table(title=f"rejections ({len(frame)})")
-    for column in ("stream", "message_id", "user_id", "reason", "retryable"):
+    for column in ("stream", "message_id", "user_id", "reason", "retryable", "replayed"):
         table.add_column(column)
     for row in frame.tail(limit).itertuples():
         table.add_row(
             row.stream,
-            str(row.message_id),
-            str(row.user_id),
+            "" if row.message_id is None else str(row.message_id),
+            "" if row.user_id is None else str(row.user_id),
             row.reason,
             "yes" if row.retryable else "no",
+            "" if row.replayed_at is None or row.replayed_at != row.replayed_at else "yes",
         )
     console.print(table)
 
 
 @rejects.command("replay")
-def rejects_replay() -> None:
-    """Re-send the retryable rejections."""
-    raise UsageProblem("rejects replay is not available yet")
+@click.option("--rate-limit", type=float, help="Requests per second for the replay.")
+def rejects_replay(rate_limit: float | None) -> None:
+    """Re-send the retryable rejections not delivered since; mark them replayed."""
+    from flows.replay import replay_rejections
+
+    settings = _settings(rate_limit=rate_limit)
+    if not settings.api_key_value():
+        raise UsageProblem(
+            "CONNECT_API_KEY is not set: give the private key of the Connect environment"
+        )
+    with _expected_failures(), _progress() as progress:
+        report = replay_rejections(settings, progress)
+    console.print(
+        f"replay: {report.pending} pending, {report.sent} sent, "
+        f"{report.already_delivered} already delivered, {report.rejected} refused again, "
+        f"{report.failed} still failing, {report.not_replayable} not replayable"
+    )
+    if report.status != "succeeded":
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         gt=0,
         validation_alias=_env("CONNECT_SYNC_REQUEST_TIMEOUT", "request_timeout_s"),
     )
+    journal_dir: Path | None = Field(
+        default=None,
+        validation_alias=_env("CONNECT_SYNC_JOURNAL_DIR", "journal_dir"),
+        description="Folder of the local acknowledgement journal (default: next to a DuckDB "
+        "state file, else $XDG_STATE_HOME/connect-sync/journal).",
+    )
     chunk_size: int = Field(
         default=100_000, ge=1, validation_alias=_env("CONNECT_SYNC_CHUNK_SIZE", "chunk_size")
     )

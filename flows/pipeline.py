@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,6 +26,7 @@ from transforms.identity import IdentityGraph, resolve_identities
 from transforms.traits import device_tokens, latest_traits
 from transforms.users import identify_payloads
 from warehouse.engine import create_engine
+from warehouse.journal import AckJournal, journal_directory
 from warehouse.segment import EPOCH, SegmentSource, Window
 from warehouse.state import StateStore
 
@@ -35,7 +36,9 @@ STREAMS = ("aliases", "users", "events")
 #: The warehouse table behind each stream's cursor.
 CURSOR_TABLES = {"aliases": "aliases", "users": "identifies", "events": "tracks"}
 
-ProgressCallback = Callable[[str, int, int], None]
+#: Called as progress(stream, done, total, stats): items finished of the stream's total,
+#: and the live DeliveryStats (sent, retries, rejections) of its delivery.
+ProgressCallback = Callable[[str, int, int, DeliveryStats], None]
 
 
 class ConfigurationError(Exception):
@@ -74,6 +77,7 @@ class SyncJob:
         self._links: pd.DataFrame | None = None
         self._alias_rows: pd.DataFrame | None = None
         self._cursors: dict[str, datetime] = {}
+        self.journal: AckJournal | None = None
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -99,6 +103,8 @@ class SyncJob:
         self.source.check()
         self.state = StateStore(state_engine, settings.state_schema, settings.source_schema)
         self.state.migrate()
+        if not self.options.dry_run:
+            self._open_journal()
         self.report.run_id = (
             "dry-run" if self.options.dry_run else self.state.start_run(self.options.kind)
         )
@@ -126,6 +132,16 @@ class SyncJob:
                 "; ".join(self.report.identity_examples[:3]),
             )
 
+    def _open_journal(self) -> None:
+        """The local acknowledgement journal; what a killed run acknowledged is merged
+        into the state store now, before any bookkeeping is read."""
+        s = self.settings
+        directory = journal_directory(
+            s.effective_state_url, s.state_schema, s.source_schema, s.journal_dir
+        )
+        self.journal = AckJournal(directory, self.state)
+        self.report.acks_recovered = self.journal.replay()
+
     def _client_config(self) -> ClientConfig:
         s = self.settings
         return ClientConfig(
@@ -143,7 +159,7 @@ class SyncJob:
         minus the lookback."""
         if self.options.backfill is not None:
             return self.options.backfill
-        cursor = self._cursors.get(CURSOR_TABLES[stream])
+        cursor = self._cursors.get(stream)
         if cursor is None:
             return Window("uuid_ts", EPOCH)
         return Window("uuid_ts", cursor - timedelta(hours=self.settings.lookback_hours))
@@ -287,8 +303,8 @@ class SyncJob:
         self.report.users_unchanged += len(built.payloads) - len(items)
 
         def ack(keys: list[str]) -> None:
-            if not self.options.dry_run:
-                self.state.record_fingerprints([(k, prints[k]) for k in keys], self.report.run_id)
+            if self.journal is not None:
+                self.journal.fingerprints([(k, prints[k]) for k in keys], self.report.run_id)
 
         stats = self._send("users", "identify", items, ack)
         self.report.users_sent += stats.sent
@@ -319,10 +335,12 @@ class SyncJob:
         if not self.options.dry_run:
             self.state.record_rejections(self.report.run_id, "events", built.rejected)
         self._mark_anonymous_profiles(tracks, built.message_ids)
-        items = list(zip(built.message_ids, built.payloads, strict=True))
-        stats = self._send("events", "track", items, self._ack_delivered("event"))
+        items = zip(built.message_ids, built.payloads, strict=True)
+        stats = self._send(
+            "events", "track", items, self._ack_delivered("event"), total=len(built.payloads)
+        )
         self.report.events_sent += stats.sent
-        self.report.events_rejected += len(stats.rejected) - len(stats.failed)
+        self.report.events_rejected += len(stats.rejected)
         self._settle("events", rows=read_max, stats=stats)
 
     def _mark_anonymous_profiles(self, tracks: pd.DataFrame, message_ids: list[str]) -> None:
@@ -351,29 +369,44 @@ class SyncJob:
     # -- delivery and bookkeeping ---------------------------------------------------------
 
     def _ack_delivered(self, kind: str) -> Callable[[list[str]], None]:
+        """Journal acknowledged message ids (`event`, `alias`) the moment Connect acks them."""
+
         def ack(keys: list[str]) -> None:
-            if not self.options.dry_run:
-                self.state.record_delivered(kind, keys, self.report.run_id)
+            if self.journal is not None:
+                self.journal.delivered(kind, keys, self.report.run_id)
 
         return ack
 
-    def _send(self, stream: str, kind: str, items: list, on_ack) -> DeliveryStats:
+    def _send(
+        self,
+        stream: str,
+        kind: str,
+        items: Iterable,
+        on_ack,
+        total: int | None = None,
+    ) -> DeliveryStats:
+        """Deliver items (streamed, never batched up front); record what Connect refused
+        or never answered; merge the acknowledgements into the state store."""
         assert self.outbox is not None
-        total = len(items)
-        done = 0
+        if total is None:
+            items = list(items)
+            total = len(items)
+        progress = self.progress
 
-        def progress(n: int) -> None:
-            nonlocal done
-            done += n
-            if self.progress:
-                self.progress(stream, done, total)
+        def on_progress(stats: DeliveryStats) -> None:
+            if progress:
+                progress(stream, stats.processed, total, stats)
 
-        if self.progress:
-            self.progress(stream, 0, total)
-        stats = self.outbox.send(kind, items, on_ack, progress)
+        if progress:
+            progress(stream, 0, total, DeliveryStats())
+        stats = self.outbox.send(kind, items, on_ack, on_progress)
+        if self.journal is not None:
+            self.journal.checkpoint()
         self.report.requests += stats.requests
         self.report.retries += stats.retries
-        if stats.rejected and not self.options.dry_run:
+        self.report.rate_limited += stats.rate_limited
+        refused = [*stats.rejected, *stats.failed]
+        if refused and not self.options.dry_run:
             rejected = pd.DataFrame(
                 [
                     {
@@ -384,22 +417,28 @@ class SyncJob:
                         "endpoint": f"/v2/{kind}",
                         "payload": r.payload,
                     }
-                    for r in stats.rejected
+                    for r in refused
                 ]
             )
             self.state.record_rejections(self.report.run_id, stream, rejected)
             for r in stats.rejected:
                 self.report.rejected_by_reason[r.reason] += 1
+        self.report.undelivered += stats.undelivered
         return stats
 
     def source_rows_max(self, rows: pd.DataFrame) -> datetime | None:
         return _max(rows, "uuid_ts")
 
     def _settle(self, stream: str, rows: datetime | None, stats: DeliveryStats) -> None:
-        """Move the stream's cursor, only when nothing of it is left undelivered."""
-        if stats.failed:
+        """Move the stream's cursor, only when nothing of it is left undelivered (items
+        Connect refused with a 400 are recorded rejections, not undelivered)."""
+        if stats.failed or stats.unsent:
             self.report.streams_failed.append(stream)
-            log.error("%s: %s items not delivered; cursor not moved", stream, len(stats.failed))
+            log.error(
+                "%s: %s items not delivered; cursor not moved",
+                stream,
+                len(stats.failed) + stats.unsent,
+            )
             return
         if self.options.dry_run or self.options.backfill is not None or rows is None:
             return
@@ -417,9 +456,41 @@ class SyncJob:
             report.status = "failed" if report.streams_failed else "succeeded"
         if self.outbox is not None:
             self.outbox.close()
+        if self.journal is not None:
+            try:
+                self.journal.close()
+            except Exception as exc:  # the segment stays on disk: the next run merges it
+                log.error("could not merge acknowledgements into the state store: %s", exc)
+                if error is None:
+                    report.status, report.error = "failed", str(exc)
         if not self.options.dry_run and report.run_id and hasattr(self, "state"):
             self.state.finish_run(report.run_id, report.status, report.as_dict())
+        log.info(
+            "run %s %s in %.1f s: %s merges, %s users, %s events sent; %s requests, "
+            "%s retries, %s rate-limited, %s rejected, %s undelivered",
+            report.run_id,
+            report.status,
+            report.duration_s,
+            report.merges_sent,
+            report.users_sent,
+            report.events_sent,
+            report.requests,
+            report.retries,
+            report.rate_limited,
+            report.users_rejected + report.events_rejected,
+            report.undelivered,
+        )
+        self._release()
         return report
+
+    def _release(self) -> None:
+        """Close pooled database connections (a DuckDB file is free for other processes
+        once the run is over); the engines reconnect if used again."""
+        for name in ("warehouse", "state"):
+            owner = getattr(self, name, None)
+            engine = getattr(owner, "engine", owner)
+            if engine is not None and hasattr(engine, "dispose"):
+                engine.dispose()
 
     def run_stage(self, stream: str) -> None:
         getattr(self, f"sync_{stream}")()
@@ -434,13 +505,24 @@ def _times(values: pd.Series) -> pd.Series:
     """UTC timestamps from any column the drivers return (all-null columns included)."""
     if isinstance(values.dtype, pd.ArrowDtype) and values.dtype.pyarrow_dtype == pa.null():
         return pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+    if _is_utc_arrow(values):
+        return values  # the warehouse readers' type: converting it would cost seconds
     return pd.to_datetime(values, utc=True)
+
+
+def _is_utc_arrow(values: pd.Series) -> bool:
+    dtype = values.dtype
+    return (
+        isinstance(dtype, pd.ArrowDtype)
+        and pa.types.is_timestamp(dtype.pyarrow_dtype)
+        and dtype.pyarrow_dtype.tz in ("UTC", "+00:00", "Etc/UTC")
+    )
 
 
 def _max(frame: pd.DataFrame | None, column: str) -> datetime | None:
     if frame is None or frame.empty or column not in frame.columns:
         return None
-    value = pd.to_datetime(frame[column], utc=True).max()
+    value = _times(frame[column]).max()
     return None if pd.isna(value) else value.to_pydatetime()
 
 

@@ -30,6 +30,12 @@ class RunReport:
     events_rejected: int = 0
     requests: int = 0
     retries: int = 0
+    #: 429 answers: requests Connect asked to slow down (they were retried).
+    rate_limited: int = 0
+    #: Items neither acknowledged nor refused (failed after every retry, or never tried).
+    undelivered: int = 0
+    #: Acknowledgements of an interrupted earlier run, merged from the journal at start-up.
+    acks_recovered: int = 0
     identity_conflicts: int = 0
     identity_cycles: int = 0
     #: A few conflicts and cycles, one readable line each.

@@ -7,16 +7,19 @@ created by the job itself. Works on DuckDB and PostgreSQL.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
+import sql as sql_files
 from warehouse.engine import is_duckdb
 from warehouse.errors import WarehouseError
 
@@ -228,74 +231,168 @@ class StateStore:
 
     def record_delivered(self, kind: str, message_ids: Sequence[str], run_id: str) -> None:
         """Mark messages (`event`, `alias`) acknowledged by Connect."""
-        if not message_ids:
-            return
-        now = _now()
-        rows = [
-            {
-                "source_schema": self.source_schema,
-                "kind": kind,
-                "message_id": m,
-                "run_id": run_id,
-                "delivered_at": now,
-            }
-            for m in dict.fromkeys(message_ids)
-        ]
-        self._insert(self.table("delivered"), rows, ["source_schema", "kind", "message_id"])
+        ids = list(message_ids)
+        if ids:
+            self.merge_delivered(
+                pd.DataFrame({"kind": kind, "message_id": ids, "run_id": run_id}, dtype=object)
+            )
+
+    def merge_delivered(self, frame: pd.DataFrame) -> int:
+        """Record acknowledged messages in bulk (columns kind, message_id, run_id); a message
+        recorded before keeps its first record. Returns the rows given (after dedupe)."""
+        if frame.empty:
+            return 0
+        frame = frame[["kind", "message_id", "run_id"]].astype(str)
+        frame = frame.drop_duplicates(["kind", "message_id"], ignore_index=True)
+        with self.engine.begin() as conn:
+            with _staged(conn, "delivered", frame) as staging:
+                if staging is not None:
+                    conn.execute(
+                        self._sql("state_merge_delivered", staging),
+                        {"source_schema": self.source_schema, "delivered_at": _now()},
+                    )
+                    return len(frame)
+            now = _now()
+            rows = [
+                {
+                    "source_schema": self.source_schema,
+                    "kind": k,
+                    "message_id": m,
+                    "run_id": r,
+                    "delivered_at": now,
+                }
+                for k, m, r in frame.itertuples(index=False, name=None)
+            ]
+            self._insert_in(
+                conn, self.table("delivered"), rows, ["source_schema", "kind", "message_id"]
+            )
+        return len(frame)
 
     def delivered_among(self, kind: str, message_ids: Iterable[str]) -> set[str]:
-        """Which of these message ids were delivered already."""
-        ids = list(dict.fromkeys(message_ids))
+        """Which of these message ids were delivered already (a join for large sets)."""
+        ids = _unique_keys(message_ids)
         delivered = self.table("delivered")
-        found: set[str] = set()
-        if not ids or not self._has_rows(delivered, kind=kind):
-            return found
+        if not len(ids) or not self._has_rows(delivered, kind=kind):
+            return set()
+        params = {"source_schema": self.source_schema, "kind": kind}
+        found = self._among(ids, "state_delivered_among", params, ["message_id"])
+        if found is not None:
+            return set(found["message_id"])
         query = sa.select(delivered.c.message_id).where(
             delivered.c.source_schema == self.source_schema,
             delivered.c.kind == kind,
             delivered.c.message_id.in_(sa.bindparam("ids", expanding=True)),
         )
+        out: set[str] = set()
         with self.engine.connect() as conn:
             for i in range(0, len(ids), READ_CHUNK):
-                found.update(conn.execute(query, {"ids": ids[i : i + READ_CHUNK]}).scalars())
-        return found
+                out.update(conn.execute(query, {"ids": list(ids[i : i + READ_CHUNK])}).scalars())
+        return out
 
     def fingerprints(self, user_ids: Iterable[str]) -> dict[str, str]:
         """The fingerprint of the last payload delivered for each of these users."""
-        ids = list(dict.fromkeys(user_ids))
+        ids = _unique_keys(user_ids)
         table = self.table("user_fingerprints")
-        out: dict[str, str] = {}
-        if not ids or not self._has_rows(table):
-            return out
+        if not len(ids) or not self._has_rows(table):
+            return {}
+        params = {"source_schema": self.source_schema}
+        found = self._among(ids, "state_fingerprints_among", params, ["user_id", "fingerprint"])
+        if found is not None:
+            return dict(zip(found["user_id"], found["fingerprint"], strict=True))
         query = sa.select(table.c.user_id, table.c.fingerprint).where(
             table.c.source_schema == self.source_schema,
             table.c.user_id.in_(sa.bindparam("ids", expanding=True)),
         )
+        out: dict[str, str] = {}
         with self.engine.connect() as conn:
             for i in range(0, len(ids), READ_CHUNK):
-                out.update(dict(conn.execute(query, {"ids": ids[i : i + READ_CHUNK]}).all()))
+                out.update(dict(conn.execute(query, {"ids": list(ids[i : i + READ_CHUNK])}).all()))
+        return out
+
+    def fingerprint_rows(self, user_ids: Iterable[str]) -> dict[str, tuple[str, datetime]]:
+        """(fingerprint, updated_at) of each of these users that has one (small sets)."""
+        ids = _unique_keys(user_ids)
+        table = self.table("user_fingerprints")
+        query = sa.select(table.c.user_id, table.c.fingerprint, table.c.updated_at).where(
+            table.c.source_schema == self.source_schema,
+            table.c.user_id.in_(sa.bindparam("ids", expanding=True)),
+        )
+        out: dict[str, tuple[str, datetime]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), READ_CHUNK):
+                for user, printed, updated in conn.execute(query, {"ids": ids[i : i + READ_CHUNK]}):
+                    out[user] = (printed, _aware(updated))
         return out
 
     def record_fingerprints(self, pairs: Sequence[tuple[str, str]], run_id: str) -> None:
-        if not pairs:
+        """Set the fingerprint of each user's delivered payload (the last pair per user wins)."""
+        if not len(pairs):
             return
-        now = _now()
-        rows = [
-            {
-                "source_schema": self.source_schema,
-                "user_id": u,
-                "fingerprint": f,
-                "run_id": run_id,
-                "updated_at": now,
-            }
-            for u, f in dict(pairs).items()
-        ]
-        self._insert(
-            self.table("user_fingerprints"),
-            rows,
-            ["source_schema", "user_id"],
-            update=["fingerprint", "run_id", "updated_at"],
+        users, prints = zip(*pairs, strict=True)
+        self.merge_fingerprints(
+            pd.DataFrame(
+                {"user_id": list(users), "fingerprint": list(prints), "run_id": run_id},
+                dtype=object,
+            )
         )
+
+    def merge_fingerprints(self, frame: pd.DataFrame) -> int:
+        """Upsert fingerprints in bulk (columns user_id, fingerprint, run_id; last row per
+        user wins). Returns the rows written."""
+        if frame.empty:
+            return 0
+        frame = frame[["user_id", "fingerprint", "run_id"]].astype(str)
+        frame = frame.drop_duplicates("user_id", keep="last", ignore_index=True)
+        with self.engine.begin() as conn:
+            with _staged(conn, "fingerprints", frame) as staging:
+                if staging is not None:
+                    conn.execute(
+                        self._sql("state_merge_fingerprints", staging),
+                        {"source_schema": self.source_schema, "updated_at": _now()},
+                    )
+                    return len(frame)
+            now = _now()
+            rows = [
+                {
+                    "source_schema": self.source_schema,
+                    "user_id": u,
+                    "fingerprint": f,
+                    "run_id": r,
+                    "updated_at": now,
+                }
+                for u, f, r in frame.itertuples(index=False, name=None)
+            ]
+            self._insert_in(
+                conn,
+                self.table("user_fingerprints"),
+                rows,
+                ["source_schema", "user_id"],
+                update=["fingerprint", "run_id", "updated_at"],
+            )
+        return len(frame)
+
+    def _sql(self, name: str, staging: str) -> sa.TextClause:
+        return sql_files.render(
+            name,
+            self.engine.dialect,
+            schema=self.schema,
+            staging=staging,
+            delivered="delivered",
+            fingerprints="user_fingerprints",
+        )
+
+    def _among(
+        self, ids: Sequence[str], name: str, params: dict[str, Any], columns: list[str]
+    ) -> pd.DataFrame | None:
+        """Rows of `name` joined with the staged ids; None when the set is small or the
+        dialect has no staging fast path (callers then use IN lists)."""
+        if len(ids) < STAGE_MIN or self.engine.dialect.name not in STAGING_DIALECTS:
+            return None
+        frame = pd.DataFrame({"staged_key": ids}, dtype=object)
+        with self.engine.begin() as conn, _staged(conn, "keys", frame) as staging:
+            assert staging is not None
+            rows = conn.execute(self._sql(name, staging), params).all()
+        return pd.DataFrame(rows, columns=columns, dtype=object)
 
     def forget_users(self, user_ids: Sequence[str]) -> None:
         """Drop the fingerprints and anonymous-profile marks of ids merged into another."""
@@ -427,15 +524,25 @@ class StateStore:
     ) -> None:
         """Insert rows in chunks; on a key conflict do nothing, or update `update` columns."""
         with self.engine.begin() as conn:
-            for i in range(0, len(rows), WRITE_CHUNK):
-                stmt = pg_insert(table).values(rows[i : i + WRITE_CHUNK])
-                if update:
-                    stmt = stmt.on_conflict_do_update(
-                        index_elements=keys, set_={c: stmt.excluded[c] for c in update}
-                    )
-                else:
-                    stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-                conn.execute(stmt)
+            self._insert_in(conn, table, rows, keys, update)
+
+    @staticmethod
+    def _insert_in(
+        conn: sa.Connection,
+        table: sa.Table,
+        rows: list[dict[str, Any]],
+        keys: list[str],
+        update: list[str] | None = None,
+    ) -> None:
+        for i in range(0, len(rows), WRITE_CHUNK):
+            stmt = pg_insert(table).values(rows[i : i + WRITE_CHUNK])
+            if update:
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=keys, set_={c: stmt.excluded[c] for c in update}
+                )
+            else:
+                stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+            conn.execute(stmt)
 
 
 def _add_anonymous_profiles(store: StateStore, conn: sa.Connection) -> None:
@@ -461,3 +568,73 @@ def _str_or_none(value: Any) -> str | None:
 
 def uses_duckdb(store: StateStore) -> bool:
     return is_duckdb(store.engine)
+
+
+#: Dialects with a set-based staging path (a registered Arrow table; COPY into a temp table).
+STAGING_DIALECTS = frozenset({"duckdb", "postgresql"})
+#: Below this many keys a lookup uses IN lists: staging would cost more than it saves.
+STAGE_MIN = 2_000
+
+
+def _unique_keys(keys: Iterable[str]) -> list[str]:
+    """Distinct non-null keys as strings, in first-seen order."""
+    series = keys if isinstance(keys, pd.Series) else pd.Series(list(keys), dtype=object)
+    series = series.dropna()
+    return list(dict.fromkeys(series.astype(str).tolist()))
+
+
+@contextmanager
+def _staged(conn: sa.Connection, shape: str, frame: pd.DataFrame) -> Iterator[str | None]:
+    """`frame` (all text columns) staged for one set-based statement in `conn`'s
+    transaction: a registered Arrow table on DuckDB, a temp table filled by COPY on
+    PostgreSQL (psycopg 3). Yields its name, or None where there is no fast path."""
+    name = f"connect_sync_stage_{shape}_{uuid.uuid4().hex[:12]}"
+    dialect = conn.dialect.name
+    driver = conn.connection.driver_connection
+    if dialect == "duckdb":
+        driver.register(name, pa.Table.from_pandas(frame.astype(str), preserve_index=False))
+        try:
+            yield name
+        finally:
+            driver.unregister(name)
+        return
+    if dialect == "postgresql" and hasattr(driver, "cursor") and _is_psycopg3(driver):
+        from psycopg import sql as pgsql
+
+        conn.execute(sql_files.render(f"state_stage_{shape}", conn.dialect, staging=name))
+        copy = pgsql.SQL("COPY {} ({}) FROM STDIN").format(
+            pgsql.Identifier(name), pgsql.SQL(", ").join(map(pgsql.Identifier, frame.columns))
+        )
+        with driver.cursor() as cursor, cursor.copy(copy) as stream:
+            for start in range(0, len(frame), COPY_CHUNK):
+                stream.write(_copy_text(frame.iloc[start : start + COPY_CHUNK]))
+        if shape == "keys":  # a join follows: give the planner the set's size
+            conn.execute(sa.text("ANALYZE " + sql_files.quote_identifier(conn.dialect, name)))
+        yield name
+        return
+    yield None
+
+
+COPY_CHUNK = 100_000
+
+
+def _copy_text(frame: pd.DataFrame) -> bytes:
+    """Rows in PostgreSQL COPY text format (tab-separated, backslash-escaped)."""
+    columns = []
+    for column in frame.columns:
+        values = frame[column].astype(str)
+        values = (
+            values.str.replace("\\", "\\\\", regex=False)
+            .str.replace("\t", "\\t", regex=False)
+            .str.replace("\n", "\\n", regex=False)
+            .str.replace("\r", "\\r", regex=False)
+        )
+        columns.append(values)
+    lines = columns[0]
+    for values in columns[1:]:
+        lines = lines + "\t" + values
+    return ("\n".join(lines.tolist()) + "\n").encode()
+
+
+def _is_psycopg3(driver: Any) -> bool:
+    return type(driver).__module__.startswith("psycopg")

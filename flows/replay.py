@@ -1,0 +1,209 @@
+"""`rejects replay`: send again what Connect never answered, exactly once.
+
+Replays the pending retryable rejections (batches that failed after every retry). Items
+delivered since (a later sync re-read them) are skipped, as are user profiles a newer
+identify has replaced; each resolved rejection is marked replayed. Items Connect now
+refuses with a 400 get a new, non-retryable rejection; items still unanswered stay
+pending for the next replay.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from connect.client import ClientConfig, DeliveryStats
+from connect.outbox import ApiOutbox
+from connect_sync.settings import Settings
+from transforms.changes import fingerprint
+from warehouse.engine import create_engine
+from warehouse.journal import AckJournal, journal_directory
+from warehouse.state import StateStore
+
+log = logging.getLogger(__name__)
+
+#: The delivery book of each stream keyed by message id.
+BOOKS = {"events": "event", "aliases": "alias"}
+ENDPOINTS = {"/v2/identify": "identify", "/v2/track": "track"}
+
+ProgressCallback = Callable[[str, int, int, DeliveryStats], None]
+
+
+@dataclass
+class ReplayReport:
+    run_id: str = ""
+    status: str = "running"
+    pending: int = 0  # retryable rejections found
+    sent: int = 0  # delivered now
+    already_delivered: int = 0  # delivered since (or a newer profile was): not sent
+    rejected: int = 0  # refused again with a 400: recorded anew, not retryable
+    failed: int = 0  # still no answer: left pending
+    not_replayable: int = 0  # no payload or endpoint recorded: left pending
+    requests: int = 0
+    retries: int = 0
+    by_stream: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def replay_rejections(settings: Settings, progress: ProgressCallback | None = None) -> ReplayReport:
+    """Re-send the pending retryable rejections of the configured source schema."""
+    store = StateStore(
+        create_engine(settings.effective_state_url, create_dirs=True),
+        settings.state_schema,
+        settings.source_schema,
+    )
+    store.migrate()
+    journal = AckJournal(
+        journal_directory(
+            settings.effective_state_url,
+            settings.state_schema,
+            settings.source_schema,
+            settings.journal_dir,
+        ),
+        store,
+    )
+    journal.replay()
+    pending = store.rejections(retryable_only=True, pending_only=True)
+    report = ReplayReport(pending=len(pending))
+    if pending.empty:
+        report.status = "succeeded"
+        store.engine.dispose()
+        return report
+    report.run_id = store.start_run("replay")
+    outbox = ApiOutbox(
+        ClientConfig(
+            base_url=settings.api_url,
+            api_key=settings.api_key_value() or "",
+            concurrency=settings.concurrency,
+            rate_limit=settings.rate_limit,
+            max_retries=settings.max_retries,
+            timeout_s=settings.request_timeout_s,
+            batch_size=settings.batch_size,
+        )
+    )
+    error: BaseException | None = None
+    try:
+        for (stream, endpoint), group in pending.groupby(["stream", "endpoint"], dropna=False):
+            _replay_group(store, journal, outbox, report, str(stream), endpoint, group, progress)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        try:
+            journal.close()
+        finally:
+            report.status = "failed" if error is not None or report.failed else "succeeded"
+            store.finish_run(report.run_id, report.status, report.as_dict())
+            store.engine.dispose()
+    log.info(
+        "replay %s: %s pending, %s sent, %s already delivered, %s refused, %s failed",
+        report.run_id,
+        report.pending,
+        report.sent,
+        report.already_delivered,
+        report.rejected,
+        report.failed,
+    )
+    return report
+
+
+def _replay_group(
+    store: StateStore,
+    journal: AckJournal,
+    outbox: ApiOutbox,
+    report: ReplayReport,
+    stream: str,
+    endpoint: Any,
+    group: pd.DataFrame,
+    progress: ProgressCallback | None,
+) -> None:
+    kind = ENDPOINTS.get(endpoint) if isinstance(endpoint, str) else None
+    book = BOOKS.get(stream)
+    key_column = "message_id" if book else "user_id"
+    usable = group["payload"].notna() & group[key_column].notna()
+    if kind is None:
+        usable &= False
+    report.not_replayable += int((~usable).sum())
+    group = group[usable.to_numpy(dtype=bool)]
+    if group.empty:
+        return
+    group = group.assign(key=group[key_column].astype(str))
+    # one send per key: the latest rejection's payload; every rejection of it is resolved
+    latest = group.drop_duplicates("key", keep="last").set_index("key")
+    rejection_ids = group.groupby("key")["rejection_id"].agg(list)
+    payloads = {key: orjson.loads(text) for key, text in latest["payload"].items()}
+    if book:
+        done = store.delivered_among(book, list(payloads))
+    else:
+        done = _superseded_profiles(store, latest, payloads)
+    report.already_delivered += len(done)
+    items = [(key, payload) for key, payload in payloads.items() if key not in done]
+    prints = {} if book else {key: fingerprint(payload) for key, payload in items}
+    acked: set[str] = set()
+
+    def on_ack(keys: list[str]) -> None:
+        acked.update(keys)
+        if book:
+            journal.delivered(book, keys, report.run_id)
+        else:
+            journal.fingerprints([(k, prints[k]) for k in keys], report.run_id)
+
+    def on_progress(stats: DeliveryStats) -> None:
+        if progress:
+            progress(stream, stats.processed, len(items), stats)
+
+    stats = outbox.send(kind, items, on_ack, on_progress) if items else DeliveryStats()
+    journal.checkpoint()
+    report.sent += stats.sent
+    report.requests += stats.requests
+    report.retries += stats.retries
+    report.rejected += len(stats.rejected)
+    report.failed += stats.undelivered
+    report.by_stream[stream] = report.by_stream.get(stream, 0) + stats.sent
+    if stats.rejected:
+        store.record_rejections(
+            report.run_id,
+            stream,
+            pd.DataFrame(
+                [
+                    {
+                        "message_id": r.key if book else None,
+                        "user_id": r.payload.get("user_id"),
+                        "reason": r.reason,
+                        "retryable": False,
+                        "endpoint": endpoint,
+                        "payload": r.payload,
+                    }
+                    for r in stats.rejected
+                ]
+            ),
+        )
+    resolved = done | acked | {r.key for r in stats.rejected}  # the rest stays pending
+    store.mark_replayed([rid for key in resolved for rid in rejection_ids[key]])
+
+
+def _superseded_profiles(
+    store: StateStore, latest: pd.DataFrame, payloads: dict[str, dict[str, Any]]
+) -> set[str]:
+    """Users whose rejected payload was delivered since, or replaced by a newer identify."""
+    rows = store.fingerprint_rows(list(payloads))
+    out: set[str] = set()
+    for user, (printed, updated_at) in rows.items():
+        created = pd.Timestamp(latest.at[user, "created_at"])
+        created = created.tz_localize(UTC) if created.tzinfo is None else created
+        if printed == fingerprint(payloads[user]) or _aware(updated_at) >= created:
+            out.add(user)
+    return out
+
+
+def _aware(value: datetime) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp

@@ -1,0 +1,110 @@
+"""The shared rate limiter's schedule and the ack journal's crash-safety rules (no clocks
+asserted: slots are computed, not measured)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from connect.ratelimit import RateLimiter
+from warehouse.engine import create_engine
+from warehouse.journal import AckJournal, parse_segment
+from warehouse.state import StateStore
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr("connect.ratelimit.time.monotonic", clock)
+    return clock
+
+
+def test_slots_are_spaced_by_the_interval_without_bursts(clock: Clock) -> None:
+    limiter = RateLimiter(50)
+    assert [round(limiter.reserve(), 6) for _ in range(4)] == [0, 0.02, 0.04, 0.06]
+    clock.now += 1.0  # idle for a while: no burst is saved up
+    assert [round(limiter.reserve(), 6) for _ in range(3)] == [0, 0.02, 0.04]
+
+
+def test_a_429_pause_holds_every_caller_even_without_a_limit(clock: Clock) -> None:
+    unlimited = RateLimiter(None)
+    assert unlimited.reserve() == unlimited.reserve() == 0
+    unlimited.pause_until(2.0)
+    assert unlimited.reserve() == unlimited.reserve() == 2.0
+    clock.now += 2.0
+    assert unlimited.reserve() == 0
+    limited = RateLimiter(10)
+    limited.pause_until(1.0)
+    assert [round(limited.reserve(), 6) for _ in range(3)] == [1.0, 1.1, 1.2]
+
+
+def test_a_torn_last_line_is_ignored() -> None:
+    good = orjson.dumps(["d", "event", "r1", ["a", "b"]]) + b"\n"
+    torn = orjson.dumps(["d", "event", "r1", ["c", "d"]])[:-5]
+    delivered, prints = parse_segment(good + torn)
+    assert delivered["message_id"].tolist() == ["a", "b"] and prints.empty
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    store = StateStore(
+        create_engine(f"duckdb:///{tmp_path / 's.duckdb'}", create_dirs=True), "cs", "segment"
+    )
+    store.migrate()
+    return store
+
+
+def test_replay_takes_a_dead_runs_segments_but_never_a_live_one(
+    store: StateStore, tmp_path: Path
+) -> None:
+    directory = tmp_path / "journal"
+    live = AckJournal(directory, store)
+    live.delivered("event", ["live-1"], "r-live")
+    # a segment left by a killed process: nobody holds its lock
+    (directory / f"00000000000000000001-{os.getpid() + 1}-000000.acks").write_bytes(
+        orjson.dumps(["d", "event", "r-dead", ["dead-1", "dead-2"]])
+        + b"\n"
+        + orjson.dumps(["f", "r-dead", [["u1", "f1"]]])
+        + b"\n"
+    )
+
+    recovered = AckJournal(directory, store).replay()
+
+    assert recovered == 3
+    assert store.delivered_among("event", ["live-1", "dead-1", "dead-2"]) == {"dead-1", "dead-2"}
+    assert store.fingerprints(["u1"]) == {"u1": "f1"}
+    live.close()  # the live run merges its own segment
+    assert store.delivered_among("event", ["live-1"]) == {"live-1"}
+    assert not list(directory.glob("*.acks"))
+
+
+def test_a_failed_merge_keeps_the_segment_for_the_next_run(
+    store: StateStore, tmp_path: Path
+) -> None:
+    directory = tmp_path / "journal"
+    journal = AckJournal(directory, store)
+    journal.delivered("event", ["m-1"], "r")
+    store.engine.dispose()
+    broken = StateStore(store.engine, "cs", "segment")
+    broken.merge_delivered = None  # type: ignore[assignment]  # the state database is gone
+    journal.store = broken
+
+    with pytest.raises(TypeError):
+        journal.close()
+
+    assert len(list(directory.glob("*.acks"))) == 1
+    assert AckJournal(directory, store).replay() == 1
+    assert store.delivered_among("event", ["m-1"]) == {"m-1"}

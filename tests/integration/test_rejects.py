@@ -1,0 +1,121 @@
+"""`rejects list|replay`: what Connect never answered is recorded as retryable and sent
+again exactly once; what a later sync delivered meanwhile is skipped."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from connect_sync.settings import Settings
+from flows.pipeline import SyncOptions, run_sync
+from flows.replay import replay_rejections
+from warehouse.demo import build_demo_warehouse
+from warehouse.engine import create_engine
+from warehouse.state import StateStore
+
+
+def dead_api() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/v2"
+
+
+def settings_for(path: Path, api_url: str, key: str, **extra) -> Settings:
+    return Settings(warehouse_url=f"duckdb:///{path}", api_url=api_url, api_key=key, **extra)
+
+
+def store_for(path: Path) -> StateStore:
+    return StateStore(create_engine(f"duckdb:///{path}"), "connect_sync", "segment")
+
+
+@pytest.fixture
+def failed_run(tmp_path: Path, sandbox) -> Path:
+    """A demo warehouse whose first sync found Connect unreachable."""
+    path = tmp_path / "w.duckdb"
+    build_demo_warehouse(path, users=120, seed=2)
+    down = settings_for(path, dead_api(), sandbox.api_key, max_retries=1, concurrency=16)
+    report = run_sync(down, SyncOptions())
+    assert report.status == "failed" and report.undelivered > 0
+    assert report.events_sent == report.users_sent == 0
+    store = store_for(path)
+    assert not store.cursors()  # no cursor moved past undelivered rows
+    store.engine.dispose()
+    return path
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECT_", "PREFECT_API"))}
+    return subprocess.run(
+        [sys.executable, "-m", "connect_sync", *args],
+        cwd=cwd,
+        env={**full, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_replay_sends_the_unanswered_items_once(failed_run: Path, sandbox, tmp_path) -> None:
+    store = store_for(failed_run)
+    pending = store.rejections(retryable_only=True, pending_only=True)
+    tracks = pending[pending["stream"] == "events"]
+    assert len(tracks) > 200 and tracks["reason"].str.contains("ConnectError").all()
+    store.engine.dispose()  # the CLI below opens the DuckDB file in another process
+    env = {
+        "CONNECT_SYNC_WAREHOUSE_URL": f"duckdb:///{failed_run}",
+        "CONNECT_API_URL": sandbox.api_url,
+        "CONNECT_API_KEY": sandbox.api_key,
+    }
+
+    listed = run_cli("rejects", "list", "--retryable", "--limit", "5", cwd=tmp_path, env=env)
+    replayed = run_cli("rejects", "replay", cwd=tmp_path, env=env)
+
+    assert listed.returncode == 0 and "ConnectError" in listed.stdout, listed.stderr
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert f"{len(pending)} pending, {len(pending)} sent" in replayed.stdout
+    remote = sandbox.stats()
+    assert remote["events"] == len(tracks) and remote["duplicate_events"] == 0
+    assert store.rejections(retryable_only=True, pending_only=True).empty
+    assert store.delivered_among("event", tracks["message_id"]) == set(tracks["message_id"])
+
+    again = replay_rejections(settings_for(failed_run, sandbox.api_url, sandbox.api_key))
+    assert again.pending == again.sent == 0
+    assert sandbox.stats()["requests"] == remote["requests"]
+    # the books know: the next sync sends no event twice
+    report = run_sync(settings_for(failed_run, sandbox.api_url, sandbox.api_key))
+    assert report.status == "succeeded"
+    assert report.events_already_delivered >= len(tracks)
+    assert sandbox.stats()["duplicate_events"] == 0
+
+
+def test_replay_skips_what_a_later_sync_delivered(failed_run: Path, sandbox) -> None:
+    settings = settings_for(failed_run, sandbox.api_url, sandbox.api_key)
+    pending = store_for(failed_run).rejections(retryable_only=True, pending_only=True)
+    assert run_sync(settings, SyncOptions()).status == "succeeded"  # delivers everything
+    before = sandbox.stats()
+
+    report = replay_rejections(settings)
+
+    assert report.status == "succeeded"
+    assert report.pending == len(pending) and report.sent == 0
+    assert report.already_delivered == len(pending)
+    assert sandbox.stats() == before  # nothing sent
+    assert store_for(failed_run).rejections(retryable_only=True, pending_only=True).empty
+
+
+def test_replay_still_unreachable_leaves_them_pending(failed_run: Path) -> None:
+    settings = settings_for(failed_run, dead_api(), "k", max_retries=0)
+    pending = store_for(failed_run).rejections(retryable_only=True, pending_only=True)
+
+    report = replay_rejections(settings)
+
+    assert report.status == "failed" and report.sent == 0
+    assert report.failed == report.pending == len(pending)
+    assert len(store_for(failed_run).rejections(retryable_only=True, pending_only=True)) == len(
+        pending
+    )
