@@ -204,6 +204,7 @@ class SyncJob:
         self.report.merges_sent += folds.sent
         self.report.profiles_folded += folds.sent
         stats.failed = [*stats.failed, *folds.failed]
+        stats.unsent += folds.unsent  # a fold never tried leaves the stream unsettled too
         self._settle("aliases", rows=self.source_rows_max(rows), stats=stats)
 
     def _fold_anonymous_profiles(self) -> DeliveryStats:
