@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+#: Columns Segment writes on every table (never traits or properties, mapping.md).
 SEGMENT_COLUMNS = frozenset(
     {
         "id",
@@ -23,12 +26,24 @@ SEGMENT_COLUMNS = frozenset(
 #: Traits that become top-level identify fields rather than attributes.
 IDENTIFY_FIELD_TRAITS = frozenset({"first_name", "last_name", "email", "phone", "user_id", "id"})
 
+#: Context columns the identify payload reads from each user's latest row.
+LATEST_CONTEXT_COLUMNS = ("context_timezone",)
+
+#: The order identify rows (and events) are taken in: `timestamp`, ties `received_at`, `id`.
+ORDER_COLUMNS = ("timestamp", "received_at", "id")
+
 
 def is_custom_column(name: str) -> bool:
     """A trait or property column: not one of Segment's own, not a `context_*` column."""
     return name not in SEGMENT_COLUMNS and not name.startswith("context_")
 
 
-def attribute_columns(columns: list[str], *, timezone_from_context: bool = False) -> list[str]:
+def custom_columns(columns: Iterable[str]) -> list[str]:
+    """The trait or property columns among `columns`, in their order."""
+    return [c for c in columns if is_custom_column(c)]
+
+
+def attribute_columns(columns: Iterable[str], *, timezone_from_context: bool = False) -> list[str]:
+    """Trait columns sent as `attributes` (the `timezone` trait is handled per user)."""
     drop = IDENTIFY_FIELD_TRAITS | ({"timezone"} if timezone_from_context else set())
     return [c for c in columns if is_custom_column(c) and c not in drop]

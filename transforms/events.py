@@ -1,4 +1,8 @@
-"""Track payloads from `tracks` rows and the events' own property tables (mapping.md, Events)."""
+"""Track payloads from `tracks` rows and the events' own property tables (mapping.md, Events).
+
+Column-wise like the users transform: names, reasons and timestamps on whole columns,
+then all payload dicts at once (`transforms.values.records`).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,25 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from transforms.columns import is_custom_column
-from transforms.contact import clean_text
-from transforms.values import python_values, unix_seconds
+from transforms.columns import custom_columns
+from transforms.values import (
+    Field,
+    as_arrow,
+    json_ready,
+    missing_mask,
+    object_array,
+    paused_gc,
+    records,
+    unix_seconds,
+)
 
 MAX_EVENT_NAME = 200
+REJECTED_COLUMNS = ["message_id", "user_id", "reason"]
 
 
 @dataclass
@@ -25,20 +41,30 @@ class TrackPayloads:
     quality: Counter[str] = field(default_factory=Counter)
 
 
+def property_fields(event_table: pd.DataFrame) -> list[Field]:
+    """The event's own columns (not Segment's, not context) as typed fields."""
+    fields = []
+    for key in custom_columns(event_table.columns):
+        array = as_arrow(event_table[key])
+        if array is None:
+            array = pa.array(event_table[key].astype("string"))
+        fields.append(Field(key, json_ready(array)))
+    return fields
+
+
+@paused_gc()
 def property_dicts(event_table: pd.DataFrame) -> pd.Series:
-    """One properties dict per message id of an event table (typed, no nulls)."""
+    """One properties dict per message id of an event table (typed, no nulls; the last row
+    of a duplicated id wins). Index: the message id."""
     event_table = event_table.drop_duplicates("id", keep="last")
-    keys = [c for c in event_table.columns if is_custom_column(c)]
-    values = [python_values(event_table[k]) for k in keys]
-    dicts = (
-        [
-            {k: v for k, v in zip(keys, row, strict=True) if v is not None}
-            for row in zip(*values, strict=True)
-        ]
-        if keys
-        else [{} for _ in range(len(event_table))]
-    )
-    return pd.Series(dicts, index=event_table["id"].astype(str).to_numpy(), dtype=object)
+    fields = property_fields(event_table)
+    dicts = object_array(records(fields, len(event_table)))
+    empty = np.ones(len(event_table), dtype=bool)
+    for f in fields:
+        empty &= f.missing
+    dicts[empty] = None
+    index = pd.Index(event_table["id"].astype(str).to_numpy(), dtype=object)
+    return pd.Series(dicts, index=index, dtype=object)
 
 
 def dedupe_messages(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -47,48 +73,63 @@ def dedupe_messages(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return deduped, len(rows) - len(deduped)
 
 
+def _text(frame: pd.DataFrame, name: str) -> pa.Array:
+    """A text column; blank (empty or whitespace-only) values as null, others as sent."""
+    if name not in frame.columns:
+        return pa.nulls(len(frame), pa.string())
+    array = as_arrow(frame[name].astype("string")).cast(pa.string())
+    blank = pc.equal(pc.binary_length(pc.utf8_trim_whitespace(array)), 0)
+    return pc.if_else(blank, pa.scalar(None, pa.string()), array)
+
+
+def event_names(tracks: pd.DataFrame) -> pa.Array:
+    """`event_text` (the name as sent), else `event`; null when neither has one."""
+    return pc.coalesce(_text(tracks, "event_text"), _text(tracks, "event"))
+
+
+@paused_gc()
 def track_payloads(tracks: pd.DataFrame, properties: pd.Series | None = None) -> TrackPayloads:
     """One track payload per row of `tracks` (already deduplicated and ordered).
 
-    `tracks` carries `canonical_id`: the user id, else the canonical id of the anonymous id.
+    `tracks` carries `canonical_id`: the user id, else the canonical id of the anonymous
+    id. A row without one, or whose event name is over 200 characters (or missing), is
+    rejected with its reason instead.
     """
-    user_id = tracks["canonical_id"].astype("string")
-    event_text = clean_text(tracks["event_text"]) if "event_text" in tracks else None
-    name = (
-        event_text.fillna(clean_text(tracks["event"]))
-        if event_text is not None
-        else clean_text(tracks["event"])
-    )
-    reasons = pd.Series(pd.NA, index=tracks.index, dtype="string")
-    reasons = reasons.mask(name.isna(), "missing_event_name")
-    reasons = reasons.mask(name.str.len() > MAX_EVENT_NAME, "event_name_too_long")
-    reasons = reasons.mask(user_id.isna(), "missing_user_id")
-    bad = reasons.notna()
+    n = len(tracks)
+    user_id = _text(tracks, "canonical_id")
+    name = event_names(tracks)
+    too_long = pc.fill_null(pc.greater(pc.utf8_length(name), MAX_EVENT_NAME), False)
+    reasons = np.full(n, None, dtype=object)
+    reasons[missing_mask(name)] = "missing_event_name"
+    reasons[too_long.to_numpy(zero_copy_only=False)] = "event_name_too_long"
+    reasons[missing_mask(user_id)] = "missing_user_id"
+    bad = pd.notna(reasons)
+    message_ids = tracks["id"].astype(str).to_numpy(dtype=object)
+    bad_rows = np.flatnonzero(bad)
     rejected = pd.DataFrame(
         {
-            "message_id": tracks.loc[bad, "id"].astype(str),
-            "user_id": user_id[bad],
-            "reason": reasons[bad],
-        }
-    ).reset_index(drop=True)
-    quality = Counter(rejected["reason"].value_counts().to_dict())
-
-    good = tracks[~bad]
-    message_ids = good["id"].astype(str).tolist()
-    users = user_id[~bad].tolist()
-    names = name[~bad].tolist()
-    stamps = python_values(unix_seconds(good["timestamp"]))
-    props = (
-        properties.reindex(message_ids).tolist()
-        if properties is not None and len(properties)
-        else [None] * len(message_ids)
+            "message_id": message_ids[bad_rows],
+            "user_id": user_id.take(pa.array(bad_rows)).to_pylist(),
+            "reason": reasons[bad_rows],
+        },
+        columns=REJECTED_COLUMNS,
     )
-    payloads = []
-    for user, event, stamp, prop in zip(users, names, stamps, props, strict=True):
-        payload: dict[str, Any] = {"user_id": user, "event": event}
-        if isinstance(prop, dict) and prop:
-            payload["properties"] = prop
-        if stamp is not None:
-            payload["timestamp"] = stamp
-        payloads.append(payload)
-    return TrackPayloads(message_ids, payloads, rejected, quality)
+    quality = Counter(rejected["reason"].tolist())
+
+    good = np.flatnonzero(~bad)
+    take = pa.array(good)
+    kept_ids = message_ids[good].tolist()
+    fields = [Field("user_id", user_id.take(take)), Field("event", name.take(take))]
+    if properties is not None and len(properties):
+        props = properties.reindex(kept_ids).to_numpy(dtype=object, copy=True)
+        props[pd.isna(props)] = None
+        empty = ~props.astype(bool)  # None and {} are left out
+        fields.append(Field("properties", props.tolist(), empty))
+    if "timestamp" in tracks.columns:
+        stamps = as_arrow(tracks["timestamp"])
+        if stamps is None or not pa.types.is_timestamp(stamps.type):
+            stamps = pa.array(pd.to_datetime(tracks["timestamp"], utc=True, errors="coerce"))
+        values, missing = unix_seconds(stamps.take(take))
+        fields.append(Field("timestamp", values, missing))
+    payloads = records(fields, len(good))
+    return TrackPayloads(kept_ids, payloads, rejected, quality)

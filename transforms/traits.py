@@ -1,64 +1,286 @@
-"""Latest traits per user and device tokens, from all of the user's identify rows."""
+"""Latest traits per user and device tokens, from all of the user's identify rows.
+
+Column-wise: one sort of the rows, then per column the last non-null position of each
+user's run of rows (numpy), then one Arrow `take`.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-ORDER = ["timestamp", "received_at", "id"]
+from transforms.columns import LATEST_CONTEXT_COLUMNS, ORDER_COLUMNS, custom_columns
+from transforms.values import (
+    as_arrow,
+    as_series,
+    epoch_units,
+    missing_mask,
+    object_array,
+    paused_gc,
+)
+
+#: Kept for callers that name the order; mapping.md: `timestamp`, `received_at`, `id`.
+ORDER = list(ORDER_COLUMNS)
+TOKEN_PLATFORMS = ("apns", "fcm")
 
 
-def latest_traits(identifies: pd.DataFrame, user_column: str = "canonical_id") -> pd.DataFrame:
-    """One row per user: per column, the latest non-null value (null = not sent in that call).
+# -- ordering -----------------------------------------------------------------------------
 
-    Rows are ordered by `timestamp`, ties by `received_at`, then `id`.
+
+def user_codes(users: pd.Series | pa.Array, sort: bool = True) -> tuple[np.ndarray, pd.Index]:
+    """Integer code per row (-1 for a null or empty id) and the distinct ids as strings;
+    codes follow the ids' sorted order (else their first appearance)."""
+    array = as_arrow(users)
+    if array is None or not _is_text(array):
+        array = as_arrow(pd.Series(users).astype("string"))
+    array = pc.if_else(pc.equal(pc.binary_length(array), 0), pa.scalar(None, array.type), array)
+    encoded = pc.dictionary_encode(array)
+    ids = encoded.dictionary
+    if not sort:
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        return codes.astype(np.int64), pd.Index(ids.to_pylist(), dtype=object)
+    order = pc.sort_indices(ids).to_numpy(zero_copy_only=False)
+    rank = np.empty(len(ids) + 1, dtype=np.int64)
+    rank[order] = np.arange(len(ids))
+    rank[-1] = -1  # nulls
+    indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+    codes = rank[indices.astype(np.int64)]
+    return codes, pd.Index(ids.take(pa.array(order)).to_pylist(), dtype=object)
+
+
+def _is_text(array: pa.Array) -> bool:
+    return pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+
+
+def chronological(frame: pd.DataFrame) -> np.ndarray:
+    """Row positions in time order: `timestamp`, ties `received_at`, then `id`.
+
+    A missing timestamp sorts first (oldest). One sort on the timestamp; only rows that tie
+    on it are sorted again by the tie-breakers.
     """
-    if identifies.empty:
-        return identifies.iloc[0:0].set_index(user_column)
-    ordered = identifies.sort_values([user_column, *ORDER], kind="stable")
-    return ordered.groupby(user_column, sort=False).last()
+    n = len(frame)
+    if "timestamp" not in frame.columns:
+        keys = [np.zeros(n, dtype=np.int64)]
+    else:
+        keys = [_time_key(frame["timestamp"])]
+    if "received_at" in frame.columns:
+        keys.append(_time_key(frame["received_at"]))
+    order = np.argsort(keys[0], kind="stable")
+    if n < 2:
+        return order
+    first = keys[0][order]
+    same = first[1:] == first[:-1]
+    if not same.any():
+        return order
+    tied = np.zeros(n, dtype=bool)
+    tied[1:] |= same
+    tied[:-1] |= same
+    positions = np.flatnonzero(tied)
+    rows = order[positions]
+    tiebreak = [k[rows] for k in keys]
+    if "id" in frame.columns:
+        ids = frame["id"].to_numpy(dtype=object)[rows].astype(str)
+        tiebreak.append(np.argsort(np.argsort(ids, kind="stable"), kind="stable"))
+    order[positions] = rows[np.lexsort(tiebreak[::-1])]
+    return order
+
+
+def chronological_rank(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(order, rank): rows in time order, and each row's position in that order."""
+    order = chronological(frame)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return order, rank
+
+
+def _time_key(series: pd.Series) -> np.ndarray:
+    """A timestamp column as sortable int64 nanoseconds (nulls first)."""
+    array = as_arrow(series)
+    if array is None or not (pa.types.is_timestamp(array.type) or pa.types.is_date(array.type)):
+        array = pa.array(pd.to_datetime(series, utc=True, errors="coerce"))
+    ints, unit = epoch_units(array)
+    key = ints * (1_000_000_000 // unit) if unit < 1_000_000_000 else ints
+    key[missing_mask(array)] = np.iinfo(np.int64).min
+    return key
+
+
+def _runs(sorted_codes: np.ndarray) -> np.ndarray:
+    """Start positions of each run of equal codes."""
+    if not len(sorted_codes):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+
+
+def latest_positions(
+    codes: np.ndarray, rank: np.ndarray, valid: np.ndarray, n_users: int
+) -> np.ndarray:
+    """Per user, the rank of their latest row where `valid` (-1 where none is)."""
+    rows = np.flatnonzero(valid & (codes >= 0))
+    best = np.full(n_users, -1, dtype=np.int64)
+    np.maximum.at(best, codes[rows], rank[rows])
+    return best
+
+
+# -- latest traits ------------------------------------------------------------------------
+
+
+@paused_gc()
+def latest_traits(
+    identifies: pd.DataFrame,
+    user_column: str = "canonical_id",
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
+    """One row per user (index: the user id, sorted): per column, the latest non-null value
+    (null = not sent in that call; NaN counts as null).
+
+    Rows are ordered by `timestamp`, ties by `received_at`, then `id`. The columns are the
+    trait columns and the context the identify payload reads (`context_timezone`), unless
+    `columns` names others. Rows without a user id are left out. Dtypes are Arrow's, so
+    integers stay integers and booleans booleans.
+    """
+    if columns is None:
+        columns = custom_columns(identifies.columns)
+        columns = [c for c in columns if c != user_column]
+        columns += [c for c in LATEST_CONTEXT_COLUMNS if c in identifies.columns]
+    codes, users = user_codes(identifies[user_column])
+    order, rank = chronological_rank(identifies)
+    index = pd.Index(users, name=user_column)
+    every = latest_positions(codes, rank, np.ones(len(codes), dtype=bool), len(users))
+    out = {}
+    for column in columns:
+        out[column] = _latest(identifies[column], codes, rank, order, every, index)
+    return pd.DataFrame(out, index=index)
+
+
+def _latest(
+    series: pd.Series,
+    codes: np.ndarray,
+    rank: np.ndarray,
+    order: np.ndarray,
+    every: np.ndarray,
+    index: pd.Index,
+) -> pd.Series:
+    """The latest non-null value of each user, as an Arrow-dtype Series."""
+    array = as_arrow(series)
+    if array is None:  # an object column of mixed values
+        values = series.to_numpy(dtype=object)
+        valid = pd.notna(values)
+    else:
+        valid = ~missing_mask(array)
+    best = every if valid.all() else latest_positions(codes, rank, valid, len(index))
+    found = best >= 0
+    rows = order[np.where(found, best, 0)] if len(order) else best
+    if array is None:
+        taken = values[rows]
+        taken[~found] = None
+        return pd.Series(taken, index=index, dtype=object)
+    indices = pa.array(rows, mask=None if found.all() else ~found)
+    return as_series(array.take(indices), index)
+
+
+# -- device tokens ------------------------------------------------------------------------
 
 
 def device_platforms(identifies: pd.DataFrame) -> pd.Series:
-    """`apns`, `fcm` or null per row: device type compared case-insensitively; when the type
+    """`apns`, `fcm` or null per row: the device type compared case-insensitively; when it
     is null, inferred from the library name (`analytics-ios`, `analytics-android`)."""
-    index = identifies.index
-    device_type = _lower(identifies, "context_device_type", index)
-    library = _lower(identifies, "context_library_name", index)
-    inferred = pd.Series(pd.NA, index=index, dtype="string")
-    inferred = inferred.mask(library.str.contains("android", na=False), "android")
-    inferred = inferred.mask(library.str.contains("ios", na=False), "ios")
-    kind = device_type.fillna(inferred)
-    platform = pd.Series(pd.NA, index=index, dtype="string")
-    platform = platform.mask(kind == "ios", "apns").mask(kind == "android", "fcm")
-    return platform
+    return as_series(_platforms(identifies), identifies.index)
 
 
-def device_tokens(identifies: pd.DataFrame, user_column: str = "canonical_id") -> pd.DataFrame:
-    """Per user, `apns` and `fcm`: every distinct token, newest first."""
-    if "context_device_token" not in identifies.columns or identifies.empty:
-        return pd.DataFrame(columns=["apns", "fcm"], index=pd.Index([], name=user_column))
-    token = identifies["context_device_token"].astype("string").str.strip()
-    frame = pd.DataFrame(
-        {
-            user_column: identifies[user_column],
-            "platform": device_platforms(identifies),
-            "token": token,
-            **{c: identifies[c] for c in ORDER if c in identifies.columns},
-        }
+_PLATFORM_NAMES = np.array([None, "apns", "fcm"], dtype=object)
+
+
+def _platforms(identifies: pd.DataFrame) -> pa.Array:
+    return pa.array(_PLATFORM_NAMES[_platform_codes(identifies)], pa.string())
+
+
+def _platform_codes(identifies: pd.DataFrame) -> np.ndarray:
+    """0 (none), 1 (`apns`) or 2 (`fcm`) per row, worked out once per distinct pair of
+    device type and library name (there are few)."""
+    n = len(identifies)
+    kind_codes, kinds = _distinct(_lower(identifies, "context_device_type", n))
+    library_codes, libraries = _distinct(_lower(identifies, "context_library_name", n))
+    inferred = pc.if_else(
+        pc.fill_null(pc.match_substring(libraries, "ios"), False),
+        "ios",
+        pc.if_else(pc.fill_null(pc.match_substring(libraries, "android"), False), "android", None),
     )
-    frame = frame[frame["platform"].notna() & frame["token"].notna() & (frame["token"] != "")]
-    order = [c for c in ORDER if c in frame.columns]
-    frame = frame.sort_values(order, ascending=False, kind="stable")
-    frame = frame.drop_duplicates([user_column, "platform", "token"])
-    lists = frame.groupby([user_column, "platform"], sort=False)["token"].agg(list)
-    wide = lists.unstack("platform")
-    for column in ("apns", "fcm"):
-        if column not in wide.columns:
-            wide[column] = None
-    return wide[["apns", "fcm"]]
+    kind_of = _platform_of(kinds)  # per distinct device type
+    inferred_of = _platform_of(inferred)  # per distinct library name
+    return np.where(kind_codes >= 0, kind_of[kind_codes], inferred_of[library_codes])
 
 
-def _lower(frame: pd.DataFrame, column: str, index: pd.Index) -> pd.Series:
+def _distinct(text: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Codes into the distinct values (-1 for null) and the distinct values."""
+    encoded = pc.dictionary_encode(text)
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, encoded.dictionary
+
+
+def _platform_of(kinds: pa.Array) -> np.ndarray:
+    """Platform code per device type (`ios`, `android`), with a trailing 0 for null."""
+    ios = pc.fill_null(pc.equal(kinds, "ios"), False).to_numpy(zero_copy_only=False)
+    android = pc.fill_null(pc.equal(kinds, "android"), False).to_numpy(zero_copy_only=False)
+    return np.r_[np.where(ios, 1, np.where(android, 2, 0)), 0].astype(np.int8)
+
+
+def _lower(frame: pd.DataFrame, column: str, n: int, lower: bool = True) -> pa.Array:
+    """The column trimmed (and lower-cased); blank values as null."""
     if column not in frame.columns:
-        return pd.Series(pd.NA, index=index, dtype="string")
-    return frame[column].astype("string").str.strip().str.lower()
+        return pa.nulls(n, pa.string())
+    array = as_arrow(frame[column])
+    if array is None or not _is_text(array):
+        array = as_arrow(frame[column].astype("string"))
+    text = pc.utf8_trim_whitespace(array.cast(pa.string()))
+    if lower:
+        text = pc.utf8_lower(text)
+    return pc.if_else(pc.equal(pc.binary_length(text), 0), pa.scalar(None, pa.string()), text)
+
+
+@paused_gc()
+def device_tokens(identifies: pd.DataFrame, user_column: str = "canonical_id") -> pd.DataFrame:
+    """Per user with tokens (index: the user id), `apns` and `fcm`: every distinct token,
+    newest first (a list; None when the user has none on that platform)."""
+    empty = pd.DataFrame(
+        {p: pd.Series([], dtype=object) for p in TOKEN_PLATFORMS},
+        index=pd.Index([], name=user_column, dtype=object),
+    )
+    if "context_device_token" not in identifies.columns or identifies.empty:
+        return empty
+    token = _lower(identifies, "context_device_token", len(identifies), lower=False)
+    with_token = np.flatnonzero(token.is_valid().to_numpy(zero_copy_only=False))
+    needed = [user_column, "context_device_type", "context_library_name", *ORDER_COLUMNS]
+    frame = identifies[[c for c in needed if c in identifies.columns]].iloc[with_token]
+    token = token.take(pa.array(with_token))
+    platform = _platform_codes(frame)
+    codes, users = user_codes(frame[user_column], sort=False)
+    usable = np.flatnonzero((platform > 0) & (codes >= 0))
+    if not len(usable):
+        return empty
+    is_fcm = (platform == 2).astype(np.int64)
+    _, rank = chronological_rank(frame)
+    m = len(frame)
+    # One sort: by user, platform, then newest first.
+    group = codes[usable] * 2 + is_fcm[usable]
+    order = usable[np.argsort(group * m + (m - 1 - rank[usable]), kind="stable")]
+    group = codes[order] * 2 + is_fcm[order]
+    tokens = token.take(pa.array(order))
+    token_codes = pc.dictionary_encode(tokens).indices.to_numpy(zero_copy_only=False)
+    first = ~pd.Index(group * (len(tokens) + 1) + token_codes).duplicated()
+    tokens = tokens.filter(pa.array(first))
+    group = group[first]
+    starts = _runs(group)
+    ends = np.r_[starts[1:], len(group)]
+    flat = tokens.to_pylist()
+    lists = object_array(list(map(flat.__getitem__, map(slice, starts.tolist(), ends.tolist()))))
+    owner = group[starts] // 2  # sorted
+    present = owner[_runs(owner)]
+    position = np.cumsum(np.r_[False, owner[1:] != owner[:-1]])
+    out = {}
+    for name, on_platform in (("apns", group[starts] % 2 == 0), ("fcm", group[starts] % 2 == 1)):
+        column = np.full(len(present), None, dtype=object)
+        column[position[on_platform]] = lists[on_platform]
+        out[name] = column
+    return pd.DataFrame(out, index=pd.Index(users[present], name=user_column, dtype=object))

@@ -1,4 +1,8 @@
-"""Identify payloads from each user's latest traits (mapping.md, Users)."""
+"""Identify payloads from each user's latest traits (mapping.md, Users).
+
+Every field is computed column-wise on Arrow arrays; the payload dicts are then built for
+all users at once (`transforms.values.records`).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,37 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from transforms.columns import attribute_columns
-from transforms.contact import clean_text, normalize_phones, valid_email, valid_timezone
-from transforms.values import python_values
+from transforms.contact import (
+    WHITESPACE_CLASS,
+    normalize_phones,
+    trimmed,
+    valid_emails,
+    valid_timezones,
+)
+from transforms.traits import TOKEN_PLATFORMS
+from transforms.values import (
+    Field,
+    as_arrow,
+    json_ready,
+    missing_mask,
+    null_where,
+    object_array,
+    paused_gc,
+    python_values,
+    records,
+)
 
-NAME_SPLIT = r"^(?P<first>\S+)(?:\s+(?P<rest>.*))?$"
+#: A trimmed name: the first word, then (after the first run of whitespace) the rest.
+NAME_SPLIT = rf"(?s)^(?P<first>[^{WHITESPACE_CLASS}]+)(?:[{WHITESPACE_CLASS}]+(?P<rest>.*))?$"
+
+#: The top-level identify fields, in payload order (then `attributes`).
+FIELDS = ("first_name", "last_name", "email", "phone_number", "timezone", *TOKEN_PLATFORMS)
 
 
 @dataclass
@@ -24,96 +52,153 @@ class IdentifyPayloads:
     quality: Counter[str] = field(default_factory=Counter)
 
 
-def _column(frame: pd.DataFrame, name: str) -> pd.Series:
-    if name in frame.columns:
-        return clean_text(frame[name])
-    return pd.Series(pd.NA, index=frame.index, dtype="string")
+@dataclass
+class _Fields:
+    """Top-level fields as Arrow arrays (null: not sent), plus what the attributes need."""
+
+    user_ids: pa.Array
+    columns: dict[str, pa.Array]
+    tokens: dict[str, tuple[list[Any], np.ndarray]]
+    timezone_taken: np.ndarray
+    quality: Counter[str]
+
+
+def _text(latest: pd.DataFrame, name: str) -> pa.Array:
+    if name not in latest.columns:
+        return pa.nulls(len(latest), pa.string())
+    array = as_arrow(latest[name])
+    if array is None:
+        array = pa.array(latest[name].astype("string"))
+    return trimmed(array)
 
 
 def split_names(latest: pd.DataFrame) -> pd.DataFrame:
-    """`first_name`/`last_name`: explicit traits win; otherwise `name` split at the first
-    whitespace (first word, trimmed rest)."""
-    name = _column(latest, "name").astype(pd.StringDtype("python"))
-    parts = name.str.extract(NAME_SPLIT)
-    rest = parts["rest"].astype("string").str.strip()
-    first = _column(latest, "first_name").fillna(parts["first"].astype("string"))
-    last = _column(latest, "last_name").fillna(rest.mask(rest == ""))
-    return pd.DataFrame({"first_name": first, "last_name": last}, index=latest.index)
+    """`first_name`/`last_name`: explicit traits win (trimmed); otherwise the trimmed `name`
+    split at the first whitespace (first word, trimmed rest; one word: no last name)."""
+    first, last = _names(latest)
+    return pd.DataFrame(
+        {"first_name": _series(first, latest.index), "last_name": _series(last, latest.index)}
+    )
+
+
+def _names(latest: pd.DataFrame) -> tuple[pa.Array, pa.Array]:
+    name = _text(latest, "name")
+    parts = pc.extract_regex(name, NAME_SPLIT)
+    first_word = trimmed(pc.struct_field(parts, "first"))
+    rest = trimmed(pc.struct_field(parts, "rest"))
+    first = pc.coalesce(_text(latest, "first_name"), first_word)
+    last = pc.coalesce(_text(latest, "last_name"), rest)
+    return first, last
+
+
+def _count(quality: Counter[str], reason: str, where: np.ndarray) -> None:
+    if (count := int(np.count_nonzero(where))) > 0:
+        quality[reason] += count
+
+
+def _series(array: pa.Array, index: pd.Index) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowExtensionArray(array), index=index)
+
+
+def _fields(latest: pd.DataFrame, tokens: pd.DataFrame, phone_region: str | None) -> _Fields:
+    n = len(latest)
+    quality: Counter[str] = Counter()
+    user_ids = pa.array(latest.index.astype(str), pa.string())
+    first, last = _names(latest)
+
+    email = _text(latest, "email")
+    fallback = null_where(user_ids, ~valid_emails(user_ids))
+    email = pc.coalesce(email, fallback)
+    bad_email = ~missing_mask(email) & ~valid_emails(email)
+    _count(quality, "invalid_email", bad_email)
+    email = null_where(email, bad_email)
+
+    phone, unparsed = normalize_phones(_text(latest, "phone"), phone_region)
+    _count(quality, "unparsed_phone", unparsed)
+
+    context_tz = _text(latest, "context_timezone")
+    trait_tz = _text(latest, "timezone")
+    context_ok = valid_timezones(context_tz)
+    trait_ok = valid_timezones(trait_tz)
+    context_bad = ~missing_mask(context_tz) & ~context_ok
+    trait_bad = ~missing_mask(trait_tz) & ~trait_ok & ~context_ok
+    _count(quality, "invalid_timezone", context_bad | trait_bad)
+    timezone = pc.coalesce(null_where(context_tz, ~context_ok), null_where(trait_tz, ~trait_ok))
+
+    token_columns = {}
+    at = tokens.index.get_indexer(latest.index) if len(tokens) else np.full(n, -1)
+    for platform in TOKEN_PLATFORMS:
+        values = np.full(n, None, dtype=object)
+        if len(tokens) and platform in tokens.columns:
+            found = at >= 0
+            values[found] = tokens[platform].to_numpy(dtype=object)[at[found]]
+        token_columns[platform] = (values.tolist(), pd.isna(values))
+    columns = {
+        "first_name": first,
+        "last_name": last,
+        "email": email,
+        "phone_number": phone,
+        "timezone": timezone,
+    }
+    return _Fields(user_ids, columns, token_columns, context_ok | trait_ok, quality)
 
 
 def identify_fields(
     latest: pd.DataFrame, tokens: pd.DataFrame, phone_region: str | None = None
 ) -> tuple[pd.DataFrame, Counter[str]]:
     """The top-level identify fields per user (index: canonical id), and quality counts."""
-    quality: Counter[str] = Counter()
-    user_id = pd.Series(latest.index.astype(str), index=latest.index)
-    fields = split_names(latest)
-
-    email = _column(latest, "email")
-    fallback = user_id.where(valid_email(user_id.astype("string")))
-    email = email.fillna(fallback.astype("string"))
-    bad_email = email.notna() & ~valid_email(email)
-    quality["invalid_email"] += int(bad_email.sum())
-    fields["email"] = email.mask(bad_email)
-
-    phone, unparsed = normalize_phones(_column(latest, "phone"), phone_region)
-    quality["unparsed_phone"] += int(unparsed.sum())
-    fields["phone_number"] = phone
-
-    context_tz = _column(latest, "context_timezone")
-    trait_tz = _column(latest, "timezone")
-    context_ok = valid_timezone(context_tz)
-    trait_ok = valid_timezone(trait_tz)
-    invalid = (context_tz.notna() & ~context_ok) | (trait_tz.notna() & ~trait_ok & ~context_ok)
-    quality["invalid_timezone"] += int(invalid.sum())
-    fields["timezone"] = context_tz.where(context_ok).fillna(trait_tz.where(trait_ok))
-    fields["_timezone_from_trait_or_context"] = context_ok | trait_ok
-
-    for platform in ("apns", "fcm"):
-        fields[platform] = tokens[platform].reindex(latest.index) if len(tokens) else None
-    fields.insert(0, "user_id", user_id)
-    return fields, quality
+    built = _fields(latest, tokens, phone_region)
+    frame = pd.DataFrame(
+        {"user_id": _series(built.user_ids, latest.index)}
+        | {k: _series(v, latest.index) for k, v in built.columns.items()}
+        | {
+            k: pd.Series(object_array(values), index=latest.index)
+            for k, (values, _) in built.tokens.items()
+        }
+    )
+    return frame, built.quality
 
 
+def attribute_fields(latest: pd.DataFrame, timezone_taken: np.ndarray) -> list[Field]:
+    """Every other trait column as a typed field; the `timezone` trait is left out where it
+    became the `timezone` field (whether from the context or itself)."""
+    fields = []
+    for key in attribute_columns(latest.columns):
+        array = as_arrow(latest[key])
+        if array is None:  # mixed Python objects: kept as they are, nulls and "" left out
+            values = python_values(latest[key])
+            missing = np.array([v is None for v in values], dtype=bool)
+            fields.append(Field(key, values, missing))
+            continue
+        array = json_ready(array)
+        if key == "timezone":
+            array = null_where(array, timezone_taken)
+        fields.append(Field(key, array))
+    return fields
+
+
+def attributes_of(latest: pd.DataFrame, timezone_used: pd.Series | np.ndarray) -> list[dict]:
+    """Every other trait column, typed, without null or empty values (one dict per user)."""
+    taken = np.asarray(timezone_used, dtype=bool)
+    return records(attribute_fields(latest, taken), len(latest))
+
+
+@paused_gc()
 def identify_payloads(
     latest: pd.DataFrame, tokens: pd.DataFrame, phone_region: str | None = None
 ) -> IdentifyPayloads:
     """One identify payload per row of `latest` (index: canonical id)."""
-    fields, quality = identify_fields(latest, tokens, phone_region)
-    attributes = attributes_of(latest, timezone_used=fields.pop("_timezone_from_trait_or_context"))
-    names = ["first_name", "last_name", "email", "phone_number", "timezone"]
-    columns = {name: python_values(fields[name]) for name in names}
-    token_columns = {p: fields[p].tolist() for p in ("apns", "fcm")}
-    user_ids = fields["user_id"].tolist()
-    payloads: list[dict[str, Any]] = []
-    for i, user in enumerate(user_ids):
-        payload: dict[str, Any] = {"user_id": user}
-        for name in names:
-            value = columns[name][i]
-            if value is not None:
-                payload[name] = value
-        for platform, values in token_columns.items():
-            tokens_of_user = values[i]
-            if isinstance(tokens_of_user, list) and tokens_of_user:
-                payload[platform] = tokens_of_user
-        if attributes[i]:
-            payload["attributes"] = attributes[i]
-        payloads.append(payload)
-    return IdentifyPayloads(user_ids, payloads, quality)
-
-
-def attributes_of(latest: pd.DataFrame, timezone_used: pd.Series) -> list[dict[str, Any]]:
-    """Every other trait column, typed, without null or empty values."""
-    keys = attribute_columns(list(latest.columns))
-    if not keys:
-        return [{} for _ in range(len(latest))]
-    values = {}
-    for key in keys:
-        column = latest[key]
-        if key == "timezone":  # sent as the timezone field: not again as an attribute
-            column = column.mask(timezone_used.to_numpy(dtype=bool))
-        values[key] = python_values(column)
-    return [
-        {k: v for k, v in zip(keys, row, strict=True) if v is not None}
-        for row in zip(*values.values(), strict=True)
-    ]
+    n = len(latest)
+    built = _fields(latest, tokens, phone_region)
+    attribute_list = attribute_fields(latest, built.timezone_taken)
+    no_attributes = np.ones(n, dtype=bool)
+    for f in attribute_list:
+        no_attributes &= f.missing
+    attributes = records(attribute_list, n)
+    user_ids = built.user_ids.to_pylist()
+    top = [Field("user_id", user_ids)]
+    top += [Field(k, v) for k, v in built.columns.items()]
+    top += [Field(k, values, missing) for k, (values, missing) in built.tokens.items()]
+    top.append(Field("attributes", attributes, no_attributes))
+    payloads = records(top, n)
+    return IdentifyPayloads(user_ids, payloads, built.quality)

@@ -1,0 +1,131 @@
+"""Typed JSON-ready values and many records at once."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms.values import (
+    Field,
+    iso_utc,
+    json_ready,
+    python_values,
+    records,
+    to_python,
+    unix_seconds,
+)
+
+
+def test_iso_utc_formats_and_floors_to_the_second():
+    values = [
+        datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC),
+        datetime(2024, 5, 1, 12, 0, 0, 999999, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+        datetime(2000, 2, 29, 23, 59, 59, tzinfo=UTC),
+        None,
+    ]
+    out = iso_utc(pa.array(values, pa.timestamp("us", tz="UTC"))).to_pylist()
+    assert out == [
+        "2024-05-01T12:00:00Z",
+        "2024-05-01T12:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "2000-02-29T23:59:59Z",
+        None,
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)), max_size=20
+    )
+)
+def test_iso_utc_matches_isoformat(values):
+    expected = [v.replace(microsecond=0).isoformat() + "Z" for v in values]  # 4-digit years
+    for unit in ("s", "ms", "us"):
+        rounded = [v.replace(microsecond=0) if unit == "s" else v for v in values]
+        if unit == "ms":
+            rounded = [v.replace(microsecond=v.microsecond // 1000 * 1000) for v in values]
+        assert iso_utc(pa.array(rounded, pa.timestamp(unit))).to_pylist() == expected
+
+
+def test_iso_utc_of_other_zones_and_units():
+    ns = pa.array([1_714_564_800_123_456_789], pa.timestamp("ns", tz="Asia/Tokyo"))
+    assert iso_utc(ns).to_pylist() == ["2024-05-01T12:00:00Z"]
+
+
+def test_unix_seconds_int_when_whole_else_float():
+    values = [
+        datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC),
+        datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=UTC),
+        None,
+    ]
+    seconds, missing = unix_seconds(pa.array(values, pa.timestamp("ms", tz="UTC")))
+    assert seconds[:2] == [1714564800, 1714564800.25]
+    assert type(seconds[0]) is int and type(seconds[1]) is float
+    assert missing.tolist() == [False, False, True]
+
+
+def test_json_ready_types():
+    assert json_ready(pa.array([1, None], pa.int32())).to_pylist() == [1, None]
+    assert json_ready(pa.array([1.5, float("nan"), float("-inf")])).to_pylist() == [1.5, None, None]
+    assert json_ready(pa.array(["a", "", None])).to_pylist() == ["a", None, None]
+    assert json_ready(pa.array([date(2024, 5, 1)])).to_pylist() == ["2024-05-01"]
+    assert json_ready(pa.array([b"abc"], pa.binary())).to_pylist() == ["abc"]
+    assert json_ready(pa.array([True, None])).to_pylist() == [True, None]
+
+
+def test_to_python_keeps_types_and_shares_repeated_strings():
+    ints = to_python(pa.array([1, None, 3]))
+    assert ints[0] == 1 and ints[2] == 3 and type(ints[2]) is int
+    plans = pa.array(["free", "pro"] * 10_000)
+    values = to_python(plans)
+    assert values[:3] == ["free", "pro", "free"] and values[0] is values[2]
+
+
+def test_python_values_of_series():
+    series = pd.Series([1, None, 3], dtype="Int64")
+    assert python_values(series) == [1, None, 3]
+    stamps = pd.Series(pd.to_datetime(["2024-05-01 12:00:00.5", None], utc=True))
+    assert python_values(stamps) == ["2024-05-01T12:00:00Z", None]
+    mixed = pd.Series(["a", 1, None, "", float("nan")], dtype=object)
+    assert python_values(mixed) == ["a", 1, None, None, None]
+
+
+def test_records_leave_missing_keys_out_in_field_order():
+    fields = [
+        Field("a", pa.array([1, None, 3])),
+        Field("b", ["x", "y", "z"], np.array([True, False, False])),
+        Field("c", pa.array([None, None, None], pa.string())),
+    ]
+    out = records(fields, 3)
+    assert out == [{"a": 1}, {"b": "y"}, {"a": 3, "b": "z"}]
+    assert list(out[2]) == ["a", "b"]
+
+
+def test_records_without_fields_or_rows():
+    assert records([], 2) == [{}, {}]
+    assert records([Field("a", pa.array([], pa.int64()))], 0) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.none(), st.integers(-5, 5)), min_size=4, max_size=4)))
+def test_records_equal_a_per_row_build(rows):
+    keys = ["k0", "k1", "k2", "k3"]
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in keys]
+    fields = [Field(k, pa.array(list(c), pa.int64())) for k, c in zip(keys, columns, strict=True)]
+    expected = [{k: v for k, v in zip(keys, r, strict=True) if v is not None} for r in rows]
+    assert records(fields, len(rows)) == expected
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_unix_seconds_units(unit):
+    when = datetime(2024, 5, 1, tzinfo=UTC) + timedelta(seconds=1)
+    seconds, _ = unix_seconds(pa.array([when], pa.timestamp(unit, tz="UTC")))
+    assert seconds == [1714521601]
