@@ -200,8 +200,6 @@ def sync(streams, audience, dry_run, output, full_refresh, rate_limit, partition
 
     if output and not dry_run:
         raise UsageProblem("--output goes with --dry-run")
-    if audience:
-        raise UsageProblem("--audience is not available yet")
     if partitions != 1:
         raise UsageProblem("--partitions > 1 is not available yet")
     settings = _settings(rate_limit=rate_limit)
@@ -210,6 +208,7 @@ def sync(streams, audience, dry_run, output, full_refresh, rate_limit, partition
         full_refresh=full_refresh,
         dry_run=dry_run,
         output=output,
+        audience=audience,
     )
     with _expected_failures():
         report = _run(settings, options)
@@ -222,7 +221,8 @@ def sync(streams, audience, dry_run, output, full_refresh, rate_limit, partition
 @click.option("--streams", help="Comma-separated streams (default: all).")
 @click.option("--dry-run", is_flag=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path))
-def backfill(start: datetime, end: datetime, streams, dry_run, output) -> None:
+@click.option("--audience", help="Limit to the users of sql/audiences/NAME.sql or a .sql path.")
+def backfill(start: datetime, end: datetime, streams, dry_run, output, audience) -> None:
     """Re-send rows received in [start, end); delivered events are not sent again."""
     from flows.pipeline import STREAMS, SyncOptions
     from warehouse.segment import Window
@@ -236,6 +236,7 @@ def backfill(start: datetime, end: datetime, streams, dry_run, output) -> None:
         output=output,
         backfill=Window("received_at", start, end),
         kind="backfill",
+        audience=audience,
     )
     with _expected_failures():
         report = _run(_settings(), options)

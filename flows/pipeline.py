@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +25,7 @@ from transforms.events import dedupe_messages, property_dicts, track_payloads
 from transforms.identity import IdentityGraph, resolve_identities
 from transforms.traits import device_tokens, latest_traits
 from transforms.users import identify_payloads
+from warehouse.audience import load_audience
 from warehouse.engine import create_engine
 from warehouse.journal import AckJournal, journal_directory
 from warehouse.segment import EPOCH, SegmentSource, Window
@@ -77,6 +78,7 @@ class SyncJob:
         self._links: pd.DataFrame | None = None
         self._alias_rows: pd.DataFrame | None = None
         self._cursors: dict[str, datetime] = {}
+        self.audience: set[str] | None = None
         self.journal: AckJournal | None = None
 
     # -- set-up ---------------------------------------------------------------------------
@@ -115,6 +117,32 @@ class SyncJob:
             else ApiOutbox(self._client_config())
         )
         self._resolve_identities()
+        self.audience = self._load_audience()
+
+    def _load_audience(self) -> set[str] | None:
+        """The canonical ids of the audience's users, or None when the run has no audience.
+
+        The query's `:start`/`:end` are the backfill window, else all time until now."""
+        if not self.options.audience:
+            return None
+        assert self.graph is not None
+        window = self.options.backfill or Window("received_at", EPOCH, datetime.now(UTC))
+        user_ids = load_audience(
+            self.warehouse,
+            self.options.audience,
+            self.settings.source_schema,
+            window.since,
+            window.until,
+        )
+        canonical = self.graph.resolve(pd.Series(sorted(user_ids), dtype=object))
+        log.info("audience %s: %s users", self.options.audience, len(user_ids))
+        return set(canonical.astype(str))
+
+    def _in_audience(self, canonical_ids: pd.Series) -> pd.Series:
+        """Which rows belong to the run's audience (all of them without one)."""
+        if self.audience is None:
+            return pd.Series(True, index=canonical_ids.index)
+        return canonical_ids.astype(str).isin(self.audience).fillna(False).astype(bool)
 
     def _resolve_identities(self) -> None:
         """The identity graph of the whole schema, resolved once per run (transforms.identity
@@ -190,6 +218,10 @@ class SyncJob:
         message_ids = fresh["id"].astype(str)
         previous = fresh["previous_id"].astype(str)
         target = self.graph.resolve(fresh["user_id"].astype(str))
+        if self.audience is not None:
+            wanted = self._in_audience(target)
+            fresh, message_ids = fresh[wanted], message_ids[wanted]
+            previous, target = previous[wanted], target[wanted]
         noop = (previous == target).to_numpy(dtype=bool)
         if noop.any():
             log.info("aliases: %s rows merge an id into itself (alias cycles)", int(noop.sum()))
@@ -222,6 +254,8 @@ class SyncJob:
             candidates = candidates.intersection(
                 pd.Index(pd.concat([recent["from_id"], recent["to_id"]]).astype(str).unique())
             )
+        if self.audience is not None:
+            candidates = candidates[self.graph.canonical.reindex(candidates).isin(self.audience)]
         stale = sorted(self.state.profiles_among(candidates)) if len(candidates) else []
         if not stale:
             return DeliveryStats()
@@ -288,6 +322,7 @@ class SyncJob:
         identifies, _ = dedupe_messages(identifies)
         identifies = identifies.assign(canonical_id=self.graph.resolve(_who(identifies)))
         identifies = identifies[identifies["canonical_id"].notna()]
+        identifies = identifies[self._in_audience(identifies["canonical_id"])]
         latest = latest_traits(identifies)
         built = identify_payloads(
             latest, device_tokens(identifies), self.settings.phone_default_region
@@ -328,6 +363,8 @@ class SyncJob:
         tracks = tracks[~ids.isin(done)]
         self.report.events_already_delivered += len(done)
         tracks = tracks.assign(canonical_id=self.graph.resolve(_who(tracks)))
+        if self.audience is not None:
+            tracks = tracks[self._in_audience(tracks["canonical_id"])]
         properties = self._event_properties(tracks, window)
         built = track_payloads(tracks, properties)
         self.report.quality.update(built.quality)
@@ -441,7 +478,12 @@ class SyncJob:
                 len(stats.failed) + stats.unsent,
             )
             return
-        if self.options.dry_run or self.options.backfill is not None or rows is None:
+        if (
+            self.options.dry_run
+            or self.options.backfill is not None
+            or self.options.audience  # a subset run: rows of other users are still due
+            or rows is None
+        ):
             return
         self.state.move_cursor(CURSOR_TABLES[stream], rows, self.report.run_id)
 

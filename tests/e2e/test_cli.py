@@ -77,3 +77,67 @@ def test_missing_api_key_exits_2(tmp_path: Path) -> None:
     result = run_cli("sync", cwd=tmp_path, env={"CONNECT_SYNC_WAREHOUSE_URL": f"duckdb:///{path}"})
     assert result.returncode == 2
     assert "CONNECT_API_KEY" in result.stderr
+
+
+def test_bad_audience_exits_2_with_a_clear_line(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    build_demo_warehouse(path, users=20)
+    bad = tmp_path / "writes.sql"
+    bad.write_text("DELETE FROM {schema}.identifies")
+    env = {"CONNECT_SYNC_WAREHOUSE_URL": f"duckdb:///{path}"}
+    for audience, message in [
+        (str(bad), "must be a SELECT query"),
+        ("no_such_audience", "no audience named 'no_such_audience'"),
+    ]:
+        result = run_cli("sync", "--dry-run", "--audience", audience, cwd=tmp_path, env=env)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_audience_and_backfill_from_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    build_demo_warehouse(path, users=120)
+    env = {"CONNECT_SYNC_WAREHOUSE_URL": f"duckdb:///{path}"}
+    out = tmp_path / "vip.jsonl"
+    result = run_cli(
+        "sync", "--dry-run", "--audience", "vip_users", "--output", str(out), cwd=tmp_path, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    engine = sa.create_engine(f"duckdb:///{path}")
+    with engine.connect() as conn:
+        vips = set(
+            conn.execute(
+                sa.text(
+                    "SELECT user_id FROM (SELECT user_id, is_vip, row_number() OVER ("
+                    " PARTITION BY user_id ORDER BY timestamp DESC, received_at DESC, id DESC)"
+                    " AS r FROM segment.identifies"
+                    " WHERE user_id IS NOT NULL AND is_vip IS NOT NULL) WHERE r = 1 AND is_vip"
+                )
+            ).scalars()
+        )
+    engine.dispose()
+    import orjson
+
+    identified = {
+        orjson.loads(line)["body"]["user_id"]
+        for line in out.read_bytes().splitlines()
+        if orjson.loads(line)["endpoint"] == "/v2/identify"
+    }
+    assert identified and identified <= vips
+
+    result = run_cli(
+        "backfill",
+        "--start",
+        "2026-10-01",
+        "--end",
+        "2026-10-05",
+        "--dry-run",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    result = run_cli(
+        "backfill", "--start", "2026-10-05", "--end", "2026-10-01", cwd=tmp_path, env=env
+    )
+    assert result.returncode == 2 and "--end must be after --start" in result.stderr
