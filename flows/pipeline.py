@@ -187,7 +187,7 @@ class SyncJob:
         minus the lookback."""
         if self.options.backfill is not None:
             return self.options.backfill
-        cursor = self._cursors.get(stream)
+        cursor = self._cursors.get(CURSOR_TABLES[stream])
         if cursor is None:
             return Window("uuid_ts", EPOCH)
         return Window("uuid_ts", cursor - timedelta(hours=self.settings.lookback_hours))
