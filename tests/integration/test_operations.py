@@ -180,3 +180,24 @@ def test_dry_run_file_equals_what_the_next_real_run_sends(warehouse, sandbox, tm
         for b in (line["body"] for line in lines if line["endpoint"] == "/v2/track")
     )
     assert sent_events == dry_events
+
+
+def test_runs_read_only_from_the_cursor_minus_the_lookback(warehouse, sandbox) -> None:
+    url, schema = warehouse
+    write_tables(
+        url,
+        schema,
+        {
+            "identifies": [row(0, user_id="u1")],
+            "tracks": [_track(m, "u1") for m in (1, 2, 3)],
+        },
+    )
+    settings = _settings(url, schema, sandbox, lookback_hours=0)
+    assert run_sync(settings, SyncOptions()).events_read == 3
+    write_tables(url, schema, {"tracks": [_track(10, "u1")]})
+
+    second = run_sync(settings, SyncOptions())
+
+    # The cursor sits on the newest row read (loaded at minute 4): only it and the new row.
+    assert second.events_read == 2
+    assert second.events_sent == 1 and second.events_already_delivered == 1
