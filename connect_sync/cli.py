@@ -267,7 +267,10 @@ def demo(users: int, seed: int, serve: bool) -> None:
         f"{counts.aliases} aliases, {counts.tracks} tracks"
     )
     api_key = "demo-" + secrets.token_hex(8)
-    with start_sandbox_process(api_key) as sandbox:
+    sandbox_db = DEMO_DIR / "sandbox.sqlite"
+    for stale in DEMO_DIR.glob("sandbox.sqlite*"):
+        stale.unlink()
+    with start_sandbox_process(api_key, extra_args=["--db", str(sandbox_db)]) as sandbox:
         settings = Settings(
             warehouse_url=f"duckdb:///{DEMO_WAREHOUSE}",
             source_schema="segment",
@@ -284,6 +287,10 @@ def demo(users: int, seed: int, serve: bool) -> None:
             f"{stats['duplicate_events']} duplicates; total {time.monotonic() - started:.1f} s"
         )
         console.print(f"Events page: [bold]{sandbox.url}/[/]")
+        if not serve:
+            console.print(
+                f"browse it later: connect-sync sandbox --db {sandbox_db} --api-key {api_key}"
+            )
         if serve:
             console.print("serving; press Ctrl-C to stop")
             with suppress(KeyboardInterrupt):
