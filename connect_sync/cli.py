@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from rich.text import Text
 
 from connect_sync.settings import DEMO_DIR, DEMO_WAREHOUSE, Settings
 
+SANDBOX_DEFAULT_KEY = "sandbox-key"
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
@@ -266,7 +266,7 @@ def demo(users: int, seed: int, serve: bool) -> None:
         f"demo warehouse {DEMO_WAREHOUSE}: {counts.identifies} identifies, "
         f"{counts.aliases} aliases, {counts.tracks} tracks"
     )
-    api_key = "demo-" + secrets.token_hex(8)
+    api_key = SANDBOX_DEFAULT_KEY  # the local sandbox's own key, not a Connect secret
     sandbox_db = DEMO_DIR / "sandbox.sqlite"
     for stale in DEMO_DIR.glob("sandbox.sqlite*"):
         stale.unlink()
@@ -288,9 +288,7 @@ def demo(users: int, seed: int, serve: bool) -> None:
         )
         console.print(f"Events page: [bold]{sandbox.url}/[/]")
         if not serve:
-            console.print(
-                f"browse it later: connect-sync sandbox --db {sandbox_db} --api-key {api_key}"
-            )
+            console.print(f"browse it later: connect-sync sandbox --db {sandbox_db}")
         if serve:
             console.print("serving; press Ctrl-C to stop")
             with suppress(KeyboardInterrupt):
@@ -302,7 +300,7 @@ def demo(users: int, seed: int, serve: bool) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True, type=int)
-@click.option("--api-key", envvar="CONNECT_API_KEY", default="sandbox-key", show_default=True)
+@click.option("--api-key", envvar="CONNECT_API_KEY", default=SANDBOX_DEFAULT_KEY, show_default=True)
 @click.option(
     "--db",
     type=click.Path(dir_okay=False, path_type=Path),
