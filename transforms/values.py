@@ -289,6 +289,10 @@ def records(fields: Sequence[Field], n: int) -> list[dict[str, Any]]:
         rows = zip(*columns, strict=True)
         if not any(f.missing.any() for f in fields):
             return list(map(dict, map(zip, repeat(keys), rows)))
-        present = [(~f.missing).tolist() if f.missing.any() else repeat(True, n) for f in fields]
-        pairs = map(compress, map(zip, repeat(keys), rows), zip(*present, strict=False))
-        return list(map(dict, pairs))
+        # Per row, one bytes object of 0/1 selectors (a fixed-width bytes view of the
+        # presence matrix; trailing zeros are dropped, and compress stops there anyway).
+        present = np.empty((n, len(fields)), dtype=np.uint8)
+        for j, f in enumerate(fields):
+            present[:, j] = ~f.missing
+        selectors = present.view(f"S{len(fields)}").ravel().tolist()
+        return list(map(dict, map(compress, map(zip, repeat(keys), rows), selectors)))
