@@ -198,7 +198,7 @@ def _adbc_uri(conn: Connection) -> str:
 
 def _postgres_batches(
     conn: Connection, clause: TextClause, params: Mapping[str, Any], chunk_size: int
-) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+) -> tuple[pa.Schema | None, Iterator[pa.RecordBatch]]:
     """PostgreSQL through ADBC: binary COPY straight into Arrow."""
     import adbc_driver_postgresql.dbapi as adbc
     import psycopg
@@ -210,7 +210,11 @@ def _postgres_batches(
         statement = psycopg.ClientCursor(driver).mogrify(statement, values)
     elif values:
         raise NotImplementedError("ADBC reading needs the psycopg driver for its parameters")
-    adbc_conn = adbc.connect(_adbc_uri(conn))
+    try:
+        adbc_conn = adbc.connect(_adbc_uri(conn))
+    except Exception as exc:  # e.g. credentials given through connect_args, not the URL
+        log.warning("ADBC cannot connect (%s); reading through SQLAlchemy instead", exc)
+        return _sqlalchemy_batches(conn, clause, params, chunk_size)
     try:
         cursor = adbc_conn.cursor()
         cursor.execute(statement)

@@ -302,3 +302,22 @@ def test_cli_sync_exits_2_with_one_line(case, expected, postgres_url, pg_schema,
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert expected in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_postgres_reads_fall_back_to_sqlalchemy_when_adbc_cannot_connect(
+    postgres_url, pg_schema, caplog
+) -> None:
+    """Credentials or hosts given to SQLAlchemy outside the URL (a `creator`) still read."""
+    import psycopg
+
+    _write_identifies(postgres_url, pg_schema, 3)
+    real = sa.engine.make_url(postgres_url)
+    dsn = real.set(drivername="postgresql").render_as_string(hide_password=False)
+    engine = sa.create_engine(real.set(port=1), creator=lambda: psycopg.connect(dsn))
+    try:
+        frame = SegmentSource(engine, pg_schema).identifies()
+    finally:
+        engine.dispose()
+    assert len(frame) == 3
+    assert frame["logins"].dtype == pd.ArrowDtype(pa.int64())
+    assert "reading through SQLAlchemy instead" in caplog.text
