@@ -2,17 +2,19 @@
 
 Three runs against a sandbox child process (in memory, faults off):
 
-1. `--events` track items (default 200,000) with no rate limit: items/s, requests/s, peak
-   memory of this process, and the CPU each process used (this one from getrusage, the
-   sandbox from /proc/<pid>/stat) to show which one is the bottleneck;
+1. `--events` track items (default 200,000) with no rate limit: (a) streamed from a
+   generator: items/s, requests/s and peak memory of this process; (b) from a built
+   payload list, as the pipeline holds them: the CPU per request of this process's event
+   loop (thread_time) and of the sandbox (/proc/<pid>/stat), i.e. which is the bottleneck;
 2. the same with the client limited to `--rate-limit` req/s (default 100) for about
    `--limited-seconds`: the achieved share of the configured limit;
 3. the client unlimited, the sandbox limiting to `--rate-limit` req/s with 429s: the share
    of the server's limit the client achieves by honouring Retry-After.
 
 Every acknowledged batch goes through the production path: `AckJournal` appends, merged
-into a DuckDB `StateStore` at the end (timed separately). Items are generated lazily and
-streamed through the client's bounded queue. Prints figures; asserts nothing.
+into a DuckDB `StateStore` in bulk (in the background every 100k keys, then the rest).
+Items are generated lazily and streamed through the client's bounded queue. Prints
+figures; asserts nothing.
 
     python benchmarks/delivery.py [--events 200000] [--rate-limit 100]
                                   [--limited-seconds 20] [--concurrency 8]
@@ -21,17 +23,17 @@ streamed through the client's bounded queue. Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import resource
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import httpx
 
-from connect.client import ClientConfig, ConnectClient, DeliveryStats
+from connect.client import ClientConfig, DeliveryStats
+from connect.outbox import ApiOutbox
 from connect.sandbox.server import SandboxProcess, start_sandbox_process
 from warehouse.engine import create_engine
 from warehouse.journal import AckJournal
@@ -40,6 +42,8 @@ from warehouse.state import StateStore
 API_KEY = "bench-key"
 TICKS = os.sysconf("SC_CLK_TCK")
 EVENTS = ("Order Completed", "Product Viewed", "Signed Up", "Cart Viewed")
+loop_cpu: list[float] = []  # CPU of the event-loop thread per run (HTTP, JSON, journal)
+merges: list[tuple[int, float, float]] = []  # (keys merged, seconds merging, final wait)
 
 
 def items(n: int, offset: int = 0) -> Iterator[tuple[str, dict]]:
@@ -67,36 +71,39 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def rss_mib() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
 def run(
     sandbox: SandboxProcess,
     state_dir: Path,
-    n: int,
-    offset: int,
+    source: Iterable[tuple[str, dict]],
     concurrency: int,
     rate_limit: float | None,
 ) -> tuple[DeliveryStats, float, float, float, float]:
-    """Deliver n items with journaled bookkeeping; (stats, wall s, client cpu s, sandbox
-    cpu s, merge s)."""
+    """Deliver the items with journaled bookkeeping; (stats, wall s, client cpu s, sandbox
+    cpu s, final merge wait s)."""
     engine = create_engine(f"duckdb:///{state_dir / 'state.duckdb'}", create_dirs=True)
     store = StateStore(engine, "connect_sync", "segment")
     store.migrate()
     journal = AckJournal(state_dir / "journal", store)
-    client = ConnectClient(
+    outbox = ApiOutbox(
         ClientConfig(sandbox.api_url, API_KEY, concurrency=concurrency, rate_limit=rate_limit)
     )
-    cpu0, remote0, t0 = own_cpu(), cpu_of(sandbox.process.pid), time.perf_counter()
-    stats = asyncio.run(
-        client.deliver(
-            "track", items(n, offset), lambda keys: journal.delivered("event", keys, "bench")
-        )
-    )
+    cpu0, loop0 = own_cpu(), time.thread_time()
+    remote0, t0 = cpu_of(sandbox.process.pid), time.perf_counter()
+    stats = outbox.send("track", source, lambda keys: journal.delivered("event", keys, "bench"))
     wall = time.perf_counter() - t0
     cpu, remote = own_cpu() - cpu0, cpu_of(sandbox.process.pid) - remote0
+    loop_cpu.append(time.thread_time() - loop0)
     t1 = time.perf_counter()
     journal.close()
-    merge = time.perf_counter() - t1
+    tail = time.perf_counter() - t1
     engine.dispose()
-    return stats, wall, cpu, remote, merge
+    merges.append((journal.merged_keys, journal.merge_seconds, tail))
+    return stats, wall, cpu, remote, tail
 
 
 def main() -> None:
@@ -109,45 +116,62 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores; concurrency {args.concurrency}, batches of 100")
 
     with start_sandbox_process(API_KEY) as sandbox, tempfile.TemporaryDirectory() as tmp:
-        # 1. no limit: who is the bottleneck?
-        stats, wall, cpu, remote, merge = run(
-            sandbox, Path(tmp) / "a", args.events, 0, args.concurrency, None
+        # 1a. no limit, items streamed from a generator: throughput and memory
+        baseline = rss_mib()
+        stats, wall, cpu, remote, _ = run(
+            sandbox, Path(tmp) / "a", items(args.events), args.concurrency, None
         )
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        before = own_cpu()
-        for _ in items(args.events, 10**9):  # what building the test items alone costs
-            pass
-        making = own_cpu() - before
         server = sandbox.stats()
-        print(f"\n[1] {args.events:,} events, no rate limit, faults off")
+        keys, seconds, tail = merges[-1]
+        print(f"\n[1a] {args.events:,} events streamed from a generator, no rate limit")
         print(
             f"  delivered {stats.sent:,} in {wall:.2f} s: {stats.sent / wall:,.0f} items/s, "
             f"{stats.requests / wall:,.0f} req/s ({stats.requests} requests, "
-            f"{stats.retries} retries)"
+            f"{stats.retries} retries); sandbox: {server['events']:,} events, "
+            f"{server['duplicate_events']} duplicates"
         )
-        print(f"  sandbox: {server['events']:,} events, {server['duplicate_events']} duplicates")
+        print(
+            f"  client memory: {baseline:,.0f} MiB RSS after imports (interpreter, pandas, DuckDB, "
+            f"httpx), peak {peak:,.0f} MiB (+{peak - baseline:,.0f}: state store, journal merges)"
+        )
+        print(
+            f"  bookkeeping: {keys:,} acknowledged ids merged from the journal into DuckDB in "
+            f"{seconds:.2f} s ({keys / seconds:,.0f} rows/s, background thread); "
+            f"{tail:.2f} s of it after the last response"
+        )
+
+        # 1b. no limit, from a payload list as the pipeline has it: where the CPU goes
+        sandbox.reset()
+        payloads = list(items(args.events, 10**9))
+        stats, wall, cpu, remote, _ = run(
+            sandbox, Path(tmp) / "a2", payloads, args.concurrency, None
+        )
+        del payloads
+        loop = loop_cpu[-1]
         per = 1000 / stats.requests
+        print(f"\n[1b] {args.events:,} events from a built payload list (as the pipeline has them)")
         print(
-            f"  CPU: client process {cpu:.2f} s ({cpu / wall:.0%} of one core), of which "
-            f"{making:.2f} s building the test items; sandbox {remote:.2f} s "
-            f"({remote / wall:.0%} of one core)"
+            f"  delivered {stats.sent:,} in {wall:.2f} s: {stats.sent / wall:,.0f} items/s, "
+            f"{stats.requests / wall:,.0f} req/s"
         )
         print(
-            f"  CPU per 100-item request: client {(cpu - making) * per:.2f} ms "
-            f"(HTTP, JSON, bookkeeping), sandbox {remote * per:.2f} ms; "
-            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            f"  CPU: client {cpu:.2f} s = event loop {loop:.2f} s (HTTP, JSON, journal "
+            f"appends) + journal merges {cpu - loop:.2f} s (background thread); "
+            f"sandbox {remote:.2f} s"
         )
-        print(f"  peak RSS of the client process: {peak:,.0f} MiB")
         print(
-            f"  bookkeeping: journal merged into DuckDB in {merge:.2f} s "
-            f"({stats.sent / merge:,.0f} rows/s)"
+            f"  CPU per 100-item request: client event loop {loop * per:.2f} ms, "
+            f"sandbox {remote * per:.2f} ms -> the "
+            f"{'sandbox' if remote > loop else 'client'} is the bottleneck "
+            f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
         )
 
         # 2. the client limited: share of its configured limit
         sandbox.reset()
         n = int(args.rate_limit * args.limited_seconds) * 100
         stats, wall, cpu, remote, _ = run(
-            sandbox, Path(tmp) / "b", n, 10**8, args.concurrency, args.rate_limit
+            sandbox, Path(tmp) / "b", items(n, 10**8), args.concurrency, args.rate_limit
         )
         achieved = stats.requests / wall
         print(f"\n[2] {n:,} events, client --rate-limit {args.rate_limit:g} req/s")
@@ -165,7 +189,7 @@ def main() -> None:
             timeout=10,
         ).raise_for_status()
         stats, wall, cpu, remote, _ = run(
-            sandbox, Path(tmp) / "c", n, 2 * 10**8, args.concurrency, None
+            sandbox, Path(tmp) / "c", items(n, 2 * 10**8), args.concurrency, None
         )
         accepted = stats.requests - stats.rate_limited
         print(

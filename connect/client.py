@@ -2,9 +2,9 @@
 
 Items stream from any iterable through a bounded queue into batches of at most 100, so a
 run of millions of items never holds more than a few batches' bodies at once. A pool of
-`concurrency` workers sends them, each over its own keep-alive HTTP/1.1 connection; every
-request (first tries, retries and bisection halves alike) takes a slot from the run's
-shared `RateLimiter`. Outcomes per batch:
+`concurrency` workers sends them, each over its own keep-alive HTTP/1.1 connection
+(connect.transport); every request (first tries, retries and bisection halves alike)
+takes a slot from the run's shared `RateLimiter`. Outcomes per batch:
 
 - 2xx: acknowledged; `on_ack(keys)` is called at once, before the worker moves on.
 - 400: nothing of the batch was stored; it is halved until the bad items are isolated,
@@ -13,7 +13,7 @@ shared `RateLimiter`. Outcomes per batch:
   `EndpointError` (the URL is not the Connect API).
 - 429: every request of the run waits for `Retry-After`, then the batch is retried
   (429s have their own budget, RATE_LIMIT_PATIENCE times `max_retries`).
-- 5xx, timeouts, dropped connections: retried with exponential backoff and full jitter up
+- 5xx, timeouts, dropped connections: retried with exponential backoff and jitter up
   to `max_retries`; then the batch is `failed` (retryable). After `concurrency` batches
   in a row failed like that, the API is considered down and the rest is left unsent.
 """
@@ -23,9 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -36,6 +35,7 @@ import orjson
 
 from connect.errors import AuthenticationError, DeliveryFailed, EndpointError
 from connect.ratelimit import RateLimiter
+from connect.transport import TRANSPORT_ERRORS, URL_ERRORS, Answer, Lane
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,6 @@ RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 AUTH_STATUS = frozenset({401, 403})
 #: 429s a batch may receive per allowed retry before it counts as failed.
 RATE_LIMIT_PATIENCE = 4
-TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 #: An item to send: its bookkeeping key (message id or user id) and its JSON body.
 Item = tuple[str, dict[str, Any]]
@@ -115,9 +114,18 @@ class ConnectClient:
     def __init__(self, config: ClientConfig, limiter: RateLimiter | None = None) -> None:
         self.config = config
         self.limiter = limiter or RateLimiter(config.rate_limit)
+        self._tls: ssl.SSLContext | None = None
 
-    def _lane(self) -> _Lane:
-        return _Lane(self.config)
+    def _lane(self) -> Lane:
+        if self._tls is None:  # loading the CA bundle costs ~20 ms: once per client
+            self._tls = httpx.create_ssl_context()
+        headers = {
+            "X-Outbound-Key": self.config.api_key,
+            "X-Outbound-Client": CLIENT_NAME,
+            "Content-Type": "application/json",
+        }
+        timeout = httpx.Timeout(self.config.timeout_s, connect=min(10.0, self.config.timeout_s))
+        return Lane(self.config.base_url, headers, timeout, self._tls)
 
     async def deliver(
         self,
@@ -179,7 +187,7 @@ class ConnectClient:
         )
         return stats
 
-    async def _batch(self, lane: _Lane, run: _Run, batch: list[Item]) -> None:
+    async def _batch(self, lane: Lane, run: _Run, batch: list[Item]) -> None:
         """One batch to the end, with one debug line."""
         started = time.monotonic()
         before = (run.stats.sent, run.stats.retries, len(run.stats.rejected))
@@ -195,7 +203,7 @@ class ConnectClient:
                 time.monotonic() - started,
             )
 
-    async def _send(self, lane: _Lane, run: _Run, batch: list[Item]) -> None:
+    async def _send(self, lane: Lane, run: _Run, batch: list[Item]) -> None:
         """Send one batch with retries; a 400 is split in halves to find the bad items."""
         stats = run.stats
         single = len(batch) == 1
@@ -205,12 +213,12 @@ class ConnectClient:
         while True:
             await self.limiter.acquire()
             stats.requests += 1
-            response: httpx.Response | None = None
+            response: Answer | None = None
             error = ""
             try:
                 response = await lane.post(path, body)
                 status = response.status_code
-            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            except URL_ERRORS as exc:
                 raise EndpointError(
                     f"CONNECT_API_URL {self.config.base_url!r} is not an http(s) URL: {exc}"
                 ) from None
@@ -284,53 +292,6 @@ class ConnectClient:
         return random.uniform(ceiling / 4, ceiling)
 
 
-class _Lane:
-    """One worker's keep-alive HTTP/1.1 connection, through httpx's transport.
-
-    Each worker owns one connection, so there is no shared pool to scan per request, and
-    requests skip the client-level merging of URLs, headers, cookies and hooks (none is
-    needed here): about half the client CPU per request of a shared `AsyncClient`.
-    """
-
-    def __init__(self, config: ClientConfig) -> None:
-        self.base = config.base_url.rstrip("/")
-        self.headers = {
-            "X-Outbound-Key": config.api_key,
-            "X-Outbound-Client": CLIENT_NAME,
-            "Content-Type": "application/json",
-        }
-        self.timeout = httpx.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s))
-        self.urls: dict[str, httpx.URL] = {}
-        self.transport = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            proxy=_environment_proxy(self.base),
-        )
-
-    async def post(self, path: str, body: bytes) -> httpx.Response:
-        url = self.urls.get(path)
-        if url is None:
-            url = self.urls[path] = httpx.URL(self.base + path)
-        request = httpx.Request(
-            "POST",
-            url,
-            headers=self.headers,
-            content=body,
-            extensions={"timeout": self.timeout.as_dict()},
-        )
-        response = await self.transport.handle_async_request(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return response
-
-    async def __aenter__(self) -> _Lane:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.transport.aclose()
-
-
 @dataclass
 class _Run:
     """The shared state of one `deliver` call."""
@@ -343,19 +304,9 @@ class _Run:
     stopped: bool = False
 
 
-def _environment_proxy(url: str) -> str | None:
-    """The proxy HTTPS_PROXY/HTTP_PROXY/ALL_PROXY name for this URL, unless NO_PROXY
-    exempts its host (what httpx's client would pick up from the environment)."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.hostname is None or urllib.request.proxy_bypass_environment(parsed.hostname):
-        return None
-    proxies = urllib.request.getproxies_environment()
-    return proxies.get(parsed.scheme) or proxies.get("all")
-
-
-def _retry_after(response: httpx.Response | None, default: float) -> float:
+def _retry_after(response: Answer | None, default: float) -> float:
     """Seconds from a `Retry-After` header (delta-seconds or HTTP date); else `default`."""
-    value = response.headers.get("Retry-After") if response is not None else None
+    value = response.headers.get("retry-after") if response is not None else None
     if not value:
         return default
     try:
@@ -368,7 +319,7 @@ def _retry_after(response: httpx.Response | None, default: float) -> float:
         return default
 
 
-def _error_message(response: httpx.Response | None) -> str:
+def _error_message(response: Answer | None) -> str:
     if response is None:
         return "no response"
     try:

@@ -100,6 +100,8 @@ class AckJournal:
         self._segment: _Segment | None = None
         self._merging: list[Future[int]] = []
         self._executor: ThreadPoolExecutor | None = None
+        self.merged_keys = 0  # merged into the store so far, and the seconds it took
+        self.merge_seconds = 0.0
 
     # -- recording ------------------------------------------------------------------------
 
@@ -197,9 +199,12 @@ class AckJournal:
 
     def _merge_file(self, path: Path) -> int:
         """Merge one segment into the store, then delete it (a failed merge keeps it)."""
+        started = time.perf_counter()
         delivered, prints = parse_segment(path.read_bytes())
         merged = self.store.merge_delivered(delivered) + self.store.merge_fingerprints(prints)
         path.unlink(missing_ok=True)
+        self.merged_keys += merged
+        self.merge_seconds += time.perf_counter() - started
         return merged
 
 
