@@ -78,13 +78,15 @@ def _parse_streams(value: str | None) -> tuple[str, ...] | None:
     return tuple(s.strip() for s in value.split(",") if s.strip())
 
 
-def _run(settings: Settings, options: Any) -> Any:
+def _run(settings: Settings, options: Any, dask_address: str | None = None) -> Any:
     """The same pipeline either way: as a Prefect flow when a Prefect API is configured,
-    else directly (no temporary Prefect server to wait for)."""
-    if os.environ.get("PREFECT_API_URL"):
+    else directly (no temporary Prefect server to wait for). A partitioned run always
+    runs as a Prefect flow (Prefect maps its partitions over Dask): without a Prefect
+    API, under a temporary Prefect server."""
+    if os.environ.get("PREFECT_API_URL") or getattr(options, "partitions", 1) > 1:
         from flows.sync import run_job_flow
 
-        return run_job_flow(settings, options)
+        return run_job_flow(settings, options, dask_address)
     from flows.pipeline import run_sync
 
     with _progress() as progress:
@@ -192,16 +194,22 @@ def _finish(report: Any) -> None:
     type=int,
     default=1,
     show_default=True,
-    help="Split the run across workers (scale-out).",
+    help="Split users and events into P partitions run on a Dask cluster (scale-out).",
 )
-def sync(streams, audience, dry_run, output, full_refresh, rate_limit, partitions) -> None:
+@click.option(
+    "--dask-address",
+    help="With --partitions: the Dask scheduler (tcp://host:8786); default: a local cluster.",
+)
+def sync(
+    streams, audience, dry_run, output, full_refresh, rate_limit, partitions, dask_address
+) -> None:
     """One incremental run: aliases, users, events, in that order."""
-    from flows.pipeline import STREAMS, SyncOptions
+    from flows.pipeline import STREAMS, SyncOptions, check_partitioning
 
     if output and not dry_run:
         raise UsageProblem("--output goes with --dry-run")
-    if partitions != 1:
-        raise UsageProblem("--partitions > 1 is not available yet")
+    if dask_address and partitions < 2:
+        raise UsageProblem("--dask-address goes with --partitions 2 or more")
     settings = _settings(rate_limit=rate_limit)
     options = SyncOptions(
         streams=_parse_streams(streams) or STREAMS,
@@ -209,9 +217,11 @@ def sync(streams, audience, dry_run, output, full_refresh, rate_limit, partition
         dry_run=dry_run,
         output=output,
         audience=audience,
+        partitions=partitions,
     )
     with _expected_failures():
-        report = _run(settings, options)
+        check_partitioning(settings, options)  # before any Prefect server or cluster starts
+        report = _run(settings, options, dask_address)
     _finish(report)
 
 

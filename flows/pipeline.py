@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -23,6 +24,7 @@ from flows.report import RunReport
 from transforms.changes import fingerprints
 from transforms.events import dedupe_messages, property_dicts, track_payloads
 from transforms.identity import IdentityGraph, resolve_identities
+from transforms.partition import in_partition
 from transforms.traits import device_tokens, latest_traits
 from transforms.users import identify_payloads
 from warehouse.audience import load_audience
@@ -56,6 +58,36 @@ class SyncOptions:
     kind: str = "sync"
     #: An audience name (sql/audiences/NAME.sql) or .sql path limiting users and events.
     audience: str | None = None
+    #: Scale-out: users and events are split into `partitions` by a stable hash of the
+    #: canonical id. `partition` is the one this job runs (None: the coordinating job, which
+    #: runs the aliases stage and moves the cursors once every partition has succeeded).
+    partitions: int = 1
+    partition: int | None = None
+
+
+@dataclass
+class SharedContext:
+    """What the coordinating job hands every partition (pickled): its run, the identity
+    graph resolved once, and what the aliases stage read, so partitions resolve alike."""
+
+    run_id: str
+    graph: IdentityGraph
+    links: pd.DataFrame
+    alias_ids: pd.DataFrame | None
+    cursors: dict[str, datetime]
+    audience: set[str] | None
+    #: The shared rate limit's key in the state store (None: no limit configured).
+    rate_limit_name: str | None = None
+
+
+@dataclass
+class PartitionResult:
+    """What one partition did: its report, and per stream the newest row it settled
+    (absent when the stream failed in it)."""
+
+    partition: int
+    report: dict[str, Any]
+    settled: dict[str, datetime | None]
 
 
 @dataclass
@@ -80,11 +112,17 @@ class SyncJob:
         self._cursors: dict[str, datetime] = {}
         self.audience: set[str] | None = None
         self.journal: AckJournal | None = None
+        #: Per stream, the newest row settled without a failure (a partition's result).
+        self.settled: dict[str, datetime | None] = {}
+        self.rate_limit_name: str | None = None
 
     # -- set-up ---------------------------------------------------------------------------
 
-    def prepare(self) -> None:
+    def prepare(self, shared: SharedContext | None = None) -> None:
+        """Connect, check, migrate, resolve identities; a partition takes the coordinating
+        job's run, identity graph and cursors from `shared` instead."""
         settings = self.settings
+        self._check_partitioning(shared)
         unknown = set(self.options.streams) - set(STREAMS)
         if unknown:
             raise ConfigurationError(
@@ -104,6 +142,9 @@ class SyncJob:
         self.source = SegmentSource(self.warehouse, settings.source_schema, settings.chunk_size)
         self.source.check()
         self.state = StateStore(state_engine, settings.state_schema, settings.source_schema)
+        if shared is not None:
+            self._join(shared)
+            return
         self.state.migrate()
         if not self.options.dry_run:
             self._open_journal()
@@ -111,13 +152,63 @@ class SyncJob:
             "dry-run" if self.options.dry_run else self.state.start_run(self.options.kind)
         )
         self._cursors = {} if self.options.full_refresh else self.state.cursors()
-        self.outbox = (
-            DryRunOutbox(self.options.output)
-            if self.options.dry_run
-            else ApiOutbox(self._client_config())
-        )
+        if self.options.partitions > 1 and settings.rate_limit and not self.options.dry_run:
+            from warehouse.ratelimit import ensure_table, limit_name
+
+            ensure_table(self.state.engine, settings.state_schema)
+            self.rate_limit_name = limit_name(settings.api_url, settings.api_key_value() or "")
+        self.outbox = self._open_outbox()
         self._resolve_identities()
         self.audience = self._load_audience()
+
+    def _check_partitioning(self, shared: SharedContext | None) -> None:
+        check_partitioning(self.settings, self.options)
+        o = self.options
+        if o.partition is not None and shared is None:
+            raise ConfigurationError(f"partition {o.partition} runs from a coordinating job")
+
+    def _join(self, shared: SharedContext) -> None:
+        """A partition's set-up: the coordinating job's run, graph, cursors and audience."""
+        self.report.run_id = shared.run_id
+        self.graph = shared.graph
+        self._links = shared.links
+        self._alias_rows = shared.alias_ids
+        self._cursors = dict(shared.cursors)
+        self.audience = shared.audience
+        self.rate_limit_name = shared.rate_limit_name
+        self._open_journal()
+        self.outbox = self._open_outbox()
+
+    def shared_context(self) -> SharedContext:
+        """What partitions need from this (coordinating) job, after its aliases stage."""
+        assert self.graph is not None and self._links is not None
+        alias_ids = None
+        if self._alias_rows is not None:
+            alias_ids = self._alias_rows[["previous_id", "user_id"]].copy()
+        return SharedContext(
+            run_id=self.report.run_id,
+            graph=self.graph,
+            links=self._links,
+            alias_ids=alias_ids,
+            cursors=dict(self._cursors),
+            audience=self.audience,
+            rate_limit_name=self.rate_limit_name,
+        )
+
+    def _open_outbox(self) -> Outbox:
+        if self.options.dry_run:
+            return DryRunOutbox(self.options.output)
+        outbox = ApiOutbox(self._client_config())
+        if self.rate_limit_name and self.settings.rate_limit:
+            from warehouse.ratelimit import SharedRateLimiter
+
+            outbox.client.limiter = SharedRateLimiter(
+                self.settings.rate_limit,
+                self.state.engine,
+                self.settings.state_schema,
+                self.rate_limit_name,
+            )
+        return outbox
 
     def _load_audience(self) -> set[str] | None:
         """The canonical ids of the audience's users, or None when the run has no audience.
@@ -138,11 +229,20 @@ class SyncJob:
         log.info("audience %s: %s users", self.options.audience, len(user_ids))
         return set(canonical.astype(str))
 
-    def _in_audience(self, canonical_ids: pd.Series) -> pd.Series:
-        """Which rows belong to the run's audience (all of them without one)."""
-        if self.audience is None:
-            return pd.Series(True, index=canonical_ids.index)
-        return canonical_ids.astype(str).isin(self.audience).fillna(False).astype(bool)
+    @property
+    def scoped(self) -> bool:
+        """Whether this job handles a subset of the users (an audience, a partition)."""
+        return self.audience is not None or self.options.partition is not None
+
+    def _in_scope(self, canonical_ids: pd.Series) -> pd.Series:
+        """Which rows this job handles: those of the run's audience (all without one) whose
+        canonical id hashes to this job's partition (all in an unpartitioned job)."""
+        keep = pd.Series(True, index=canonical_ids.index)
+        if self.audience is not None:
+            keep = canonical_ids.astype(str).isin(self.audience).fillna(False).astype(bool)
+        if self.options.partition is not None:
+            keep &= in_partition(canonical_ids, self.options.partition, self.options.partitions)
+        return keep
 
     def _resolve_identities(self) -> None:
         """The identity graph of the whole schema, resolved once per run (transforms.identity
@@ -167,8 +267,13 @@ class SyncJob:
         directory = journal_directory(
             s.effective_state_url, s.state_schema, s.source_schema, s.journal_dir
         )
+        if self.options.partition is not None:  # one folder per partition: no collisions
+            directory = directory / f"partition-{self.options.partition}"
         self.journal = AckJournal(directory, self.state)
         self.report.acks_recovered = self.journal.replay()
+        if self.options.partition is None:  # partitions of killed runs: merged now
+            for folder in sorted(directory.glob("partition-*")):
+                self.report.acks_recovered += AckJournal(folder, self.state).replay()
 
     def _client_config(self) -> ClientConfig:
         s = self.settings
@@ -218,8 +323,8 @@ class SyncJob:
         message_ids = fresh["id"].astype(str)
         previous = fresh["previous_id"].astype(str)
         target = self.graph.resolve(fresh["user_id"].astype(str))
-        if self.audience is not None:
-            wanted = self._in_audience(target)
+        if self.scoped:
+            wanted = self._in_scope(target)
             fresh, message_ids = fresh[wanted], message_ids[wanted]
             previous, target = previous[wanted], target[wanted]
         noop = (previous == target).to_numpy(dtype=bool)
@@ -254,8 +359,9 @@ class SyncJob:
             candidates = candidates.intersection(
                 pd.Index(pd.concat([recent["from_id"], recent["to_id"]]).astype(str).unique())
             )
-        if self.audience is not None:
-            candidates = candidates[self.graph.canonical.reindex(candidates).isin(self.audience)]
+        if self.scoped and len(candidates):
+            canonical = pd.Series(self.graph.canonical.reindex(candidates).to_numpy(dtype=object))
+            candidates = candidates[self._in_scope(canonical).to_numpy(dtype=bool)]
         stale = sorted(self.state.profiles_among(candidates)) if len(candidates) else []
         if not stale:
             return DeliveryStats()
@@ -313,6 +419,8 @@ class SyncJob:
             if self._alias_rows is not None:
                 touched += [self._alias_rows["previous_id"], self._alias_rows["user_id"]]
             canonical = self.graph.resolve(pd.concat(touched).dropna().astype(str))
+            if self.scoped:  # pushdown: read only the identify rows of this job's users
+                canonical = canonical[self._in_scope(canonical)]
             members = self.graph.members(canonical)
             identifies = self.source.identifies(members.tolist()) if len(members) else None
             touched_max = None
@@ -322,7 +430,7 @@ class SyncJob:
         identifies, _ = dedupe_messages(identifies)
         identifies = identifies.assign(canonical_id=self.graph.resolve(_who(identifies)))
         identifies = identifies[identifies["canonical_id"].notna()]
-        identifies = identifies[self._in_audience(identifies["canonical_id"])]
+        identifies = identifies[self._in_scope(identifies["canonical_id"])]
         latest = latest_traits(identifies)
         built = identify_payloads(
             latest, device_tokens(identifies), self.settings.phone_default_region
@@ -354,17 +462,19 @@ class SyncJob:
         assert self.graph is not None
         window = self.window("events")
         tracks = self.source.tracks(window)
-        self.report.events_read += len(tracks)
         read_max = _max(tracks, "uuid_ts")
+        tracks = tracks.assign(canonical_id=self.graph.resolve(_who(tracks)))
+        if self.options.partition is not None:  # a partition counts and looks up its own
+            tracks = tracks[self._in_scope(tracks["canonical_id"])]
+        self.report.events_read += len(tracks)
         tracks, duplicates = dedupe_messages(tracks)
         self.report.events_deduplicated += duplicates
         ids = tracks["id"].astype(str)
         done = self.state.delivered_among("event", ids)
         tracks = tracks[~ids.isin(done)]
         self.report.events_already_delivered += len(done)
-        tracks = tracks.assign(canonical_id=self.graph.resolve(_who(tracks)))
         if self.audience is not None:
-            tracks = tracks[self._in_audience(tracks["canonical_id"])]
+            tracks = tracks[self._in_scope(tracks["canonical_id"])]
         properties = self._event_properties(tracks, window)
         built = track_payloads(tracks, properties)
         self.report.quality.update(built.quality)
@@ -478,14 +588,38 @@ class SyncJob:
                 len(stats.failed) + stats.unsent,
             )
             return
+        self.settled[stream] = rows
         if (
             self.options.dry_run
             or self.options.backfill is not None
             or self.options.audience  # a subset run: rows of other users are still due
+            or self.options.partition is not None  # the coordinating job moves it
             or rows is None
         ):
             return
         self.state.move_cursor(CURSOR_TABLES[stream], rows, self.report.run_id)
+
+    # -- partitions -----------------------------------------------------------------------
+
+    def settle_partitions(self, streams: Iterable[str], results: list[PartitionResult]) -> None:
+        """The coordinating job: add the partitions' reports to this run's, then move each
+        stream's cursor to the newest row any partition settled, only when every partition
+        settled the stream (a failed or missing partition leaves the cursor where it is)."""
+        report = self.report
+        for result in results:
+            merge_reports(report, result.report)
+        done = {r.partition for r in results}
+        missing = set(range(self.options.partitions)) - done
+        for stream in streams:
+            failed = missing or any(stream not in r.settled for r in results)
+            if failed:
+                if stream not in report.streams_failed:
+                    report.streams_failed.append(stream)
+                log.error("%s: not every partition succeeded; cursor not moved", stream)
+                continue
+            newest = [r.settled[stream] for r in results if r.settled[stream] is not None]
+            if newest and not (self.options.backfill or self.options.audience):
+                self.state.move_cursor(CURSOR_TABLES[stream], max(newest), report.run_id)
 
     # -- the end --------------------------------------------------------------------------
 
@@ -526,6 +660,17 @@ class SyncJob:
         self._release()
         return report
 
+    def close_partition(self) -> None:
+        """A partition's end: close the outbox, merge its journal, free its engines."""
+        self.report.duration_s = round(time.monotonic() - self._started, 3)
+        try:
+            if self.outbox is not None:
+                self.outbox.close()
+            if self.journal is not None:
+                self.journal.close()
+        finally:
+            self._release()
+
     def _release(self) -> None:
         """Close pooled database connections (a DuckDB file is free for other processes
         once the run is over); the engines reconnect if used again."""
@@ -537,6 +682,33 @@ class SyncJob:
 
     def run_stage(self, stream: str) -> None:
         getattr(self, f"sync_{stream}")()
+
+
+def check_partitioning(settings: Settings, options: SyncOptions) -> None:
+    """Refuse what a partitioned run cannot do, with a one-line reason (exit 2)."""
+    o = options
+    if o.partitions < 1:
+        raise ConfigurationError("--partitions must be at least 1")
+    if o.partition is not None and not 0 <= o.partition < o.partitions:
+        raise ConfigurationError(f"no partition {o.partition} of {o.partitions}")
+    if o.partitions == 1:
+        return
+    if o.dry_run:
+        raise ConfigurationError("--dry-run writes one file: run it without --partitions")
+    if _backend(settings.effective_state_url) != "postgresql":
+        raise ConfigurationError(
+            "--partitions > 1 needs a PostgreSQL state store (CONNECT_SYNC_STATE_URL): "
+            "DuckDB allows one writer at a time"
+        )
+
+
+def _backend(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).get_backend_name()
+    except Exception:  # create_engine says what is wrong with it
+        return None
 
 
 def _who(frame: pd.DataFrame) -> pd.Series:
@@ -567,6 +739,60 @@ def _max(frame: pd.DataFrame | None, column: str) -> datetime | None:
         return None
     value = _times(frame[column]).max()
     return None if pd.isna(value) else value.to_pydatetime()
+
+
+#: Report counters a partition adds to its run's report.
+_SUMMED = (
+    "users_considered",
+    "users_sent",
+    "users_unchanged",
+    "users_rejected",
+    "events_read",
+    "events_deduplicated",
+    "events_already_delivered",
+    "events_sent",
+    "events_rejected",
+    "requests",
+    "retries",
+    "rate_limited",
+    "undelivered",
+    "acks_recovered",
+)
+
+
+def merge_reports(into: RunReport, part: dict[str, Any]) -> None:
+    """Add a partition's report (as_dict) to the run's."""
+    for name in _SUMMED:
+        setattr(into, name, getattr(into, name) + int(part.get(name) or 0))
+    into.quality.update(part.get("quality") or {})
+    into.rejected_by_reason.update(part.get("rejected_by_reason") or {})
+    for stream in part.get("streams_failed") or []:
+        if stream not in into.streams_failed:
+            into.streams_failed.append(stream)
+
+
+def run_partition(
+    settings: Settings, options: SyncOptions, shared: SharedContext | bytes
+) -> PartitionResult:
+    """One partition of a partitioned run (what each Dask task runs): users then events
+    of the canonical users hashed to `options.partition`. Moves no cursor and finishes no
+    run row: the coordinating job does both once every partition is back."""
+    import pickle
+
+    if isinstance(shared, bytes):
+        shared = pickle.loads(shared)  # our own coordinating job's bytes
+    assert isinstance(shared, SharedContext) and options.partition is not None
+    job = SyncJob(settings, options)
+    try:
+        job.prepare(shared)
+        for stream in stages_for(options):
+            if stream != "aliases":
+                job.run_stage(stream)
+        job.report.status = "failed" if job.report.streams_failed else "succeeded"
+    finally:
+        job.close_partition()
+    settled = {k: v for k, v in job.settled.items() if k not in job.report.streams_failed}
+    return PartitionResult(options.partition, job.report.as_dict(), settled)
 
 
 def stages_for(options: SyncOptions) -> list[str]:

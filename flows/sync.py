@@ -98,17 +98,23 @@ def report_rows(report: RunReport) -> list[dict[str, Any]]:
     return rows
 
 
-def run_job(settings: Settings, options: SyncOptions) -> RunReport:
-    """Prepare and run each stage as a task; the report becomes a table artifact."""
-    job = SyncJob(settings, options)
-    try:
-        prepare(job)
-        for stream in stages_for(options):
-            run_stage(job, stream)
-    except BaseException as exc:
-        job.finish(exc)
-        raise
-    report = job.finish()
+def run_job(settings: Settings, options: SyncOptions, dask_address: str | None = None) -> RunReport:
+    """Prepare and run each stage as a task (or, with partitions > 1, map the partitions
+    over a Dask cluster); the report becomes a table artifact."""
+    if options.partitions > 1:
+        from flows.partitioned import run_partitioned
+
+        report = run_partitioned(settings, options, dask_address)
+    else:
+        job = SyncJob(settings, options)
+        try:
+            prepare(job)
+            for stream in stages_for(options):
+                run_stage(job, stream)
+        except BaseException as exc:
+            job.finish(exc)
+            raise
+        report = job.finish()
     create_table_artifact(
         key=f"connect-sync-{settings.source_schema.replace('_', '-')}",
         table=report_rows(report),
@@ -163,8 +169,12 @@ def sync(
     output: str | None = None,
     audience: str | None = None,
     rate_limit: float | None = Field(default=None, gt=0),
+    partitions: int = Field(default=1, ge=1),
+    dask_address: str | None = None,
 ) -> dict[str, Any]:
-    """One incremental run: aliases, users, then events."""
+    """One incremental run: aliases, users, then events. With `partitions` > 1, users and
+    events are split by canonical user over a Dask cluster (`dask_address`, else a
+    temporary local one); the rate limit stays one limit for the whole run."""
     settings = _settings(source_schema, api_key_secret, rate_limit=rate_limit)
     options = SyncOptions(
         streams=_check_streams(streams),
@@ -172,8 +182,9 @@ def sync(
         dry_run=dry_run,
         output=Path(output) if output else None,
         audience=audience,
+        partitions=partitions,
     )
-    report = run_job(settings, options)
+    report = run_job(settings, options, dask_address)
     if report.status != "succeeded":
         raise RuntimeError(f"run {report.run_id} failed: {report.streams_failed}")
     return report.as_dict()
@@ -205,6 +216,9 @@ def backfill(
 
 
 @flow(name="connect-sync-cli", flow_run_name="{options.kind}-{settings.source_schema}")
-def run_job_flow(settings: Settings, options: SyncOptions) -> RunReport:
-    """The CLI's entry point when a Prefect API is configured: the run shows up in Prefect."""
-    return run_job(settings, options)
+def run_job_flow(
+    settings: Settings, options: SyncOptions, dask_address: str | None = None
+) -> RunReport:
+    """The CLI's entry point when a Prefect API is configured (or the run is partitioned):
+    the run shows up in Prefect."""
+    return run_job(settings, options, dask_address)

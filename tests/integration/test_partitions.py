@@ -1,0 +1,254 @@
+"""Partitioned runs on a local Dask cluster through Prefect, against real PostgreSQL and
+private sandboxes: the same profiles and events as one process, one shared rate limit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import psutil
+import pytest
+import sqlalchemy as sa
+
+from connect.sandbox.server import start_sandbox_process
+from connect_sync.settings import Settings
+from flows.pipeline import ConfigurationError, SyncOptions, check_partitioning, run_sync
+from transforms.partition import partition_of
+from warehouse.demo import build_frames
+
+RATE = 60.0  # requests per second configured for the run
+SANDBOX_LIMIT = RATE * 1.15  # the sandbox answers 429 above this
+KEY = "partition-key"
+CONCURRENCY, BATCH = 2, 25
+IN_FLIGHT_WINDOW = CONCURRENCY * BATCH  # what one killed worker may have had in flight
+SERVER_TIMES = {"created_at", "updated_at"}  # when the sandbox stored the profile
+
+
+def test_partition_hash_is_stable_across_dtypes_and_balanced() -> None:
+    ids = pd.Series([f"user-{i}" for i in range(20_000)])
+    parts = partition_of(ids, 4)
+    for dtype in (object, "string", "string[pyarrow]"):
+        assert (partition_of(ids.astype(dtype), 4) == parts).all()
+    # a fixed id always lands in the same partition (SipHash with a fixed key)
+    assert partition_of(pd.Series(["user-1", "anon-xyz"]), 7).tolist() == [
+        int(partition_of(pd.Series(["user-1"]), 7)[0]),
+        int(partition_of(pd.Series(["anon-xyz"]), 7)[0]),
+    ]
+    counts = np.bincount(parts, minlength=4)
+    assert counts.min() > 0.9 * len(ids) / 4
+    assert partition_of(pd.Series([None, "a"], dtype=object), 3)[0] == 0
+
+
+def test_duckdb_state_refuses_partitions(tmp_path: Path) -> None:
+    settings = Settings(warehouse_url=f"duckdb:///{tmp_path / 'w.duckdb'}")
+    with pytest.raises(ConfigurationError, match="PostgreSQL state store"):
+        check_partitioning(settings, SyncOptions(partitions=4))
+    with pytest.raises(ConfigurationError, match="--dry-run"):
+        check_partitioning(settings, SyncOptions(partitions=2, dry_run=True))
+    check_partitioning(settings, SyncOptions(partitions=1))
+
+
+def test_cli_refuses_partitions_with_duckdb_state_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECT_", "PREFECT_API"))}
+    env.update(CONNECT_SYNC_WAREHOUSE_URL=f"duckdb:///{tmp_path / 'w.duckdb'}", CONNECT_API_KEY="k")
+    for args, message in (
+        (["--partitions", "4"], "needs a PostgreSQL state store"),
+        (["--partitions", "0"], "at least 1"),
+        (["--dask-address", "tcp://127.0.0.1:8786"], "--dask-address goes with --partitions"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "connect_sync", "sync", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+
+
+def load_demo(url: str, schema: str, users: int, seed: int = 11) -> None:
+    """The demo warehouse's tables, in a PostgreSQL schema."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        for table, frame in build_frames(users, seed).items():
+            frame.to_sql(table, conn, schema=schema, index=False, method="multi", chunksize=2000)
+    engine.dispose()
+
+
+def remote(db: Path) -> tuple[dict[str, dict], Counter]:
+    """Every profile (user id -> profile, without the server's own arrival times) and every
+    event of a sandbox's SQLite file."""
+    con = sqlite3.connect(db)
+    try:
+        users = {
+            user: {k: v for k, v in orjson.loads(profile).items() if k not in SERVER_TIMES}
+            for user, profile in con.execute("SELECT user_id, profile FROM users")
+        }
+        events = Counter(
+            con.execute("SELECT user_id, event, properties, timestamp FROM events").fetchall()
+        )
+    finally:
+        con.close()
+    return users, events
+
+
+@pytest.fixture(scope="module")
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def settings_for(url: str, schema: str, api_url: str, state_schema: str, tmp: Path) -> Settings:
+    return Settings(
+        warehouse_url=url,
+        source_schema=schema,
+        state_schema=state_schema,
+        api_url=api_url,
+        api_key=KEY,
+        rate_limit=RATE,
+        batch_size=5,  # many small requests: the rate limit binds for seconds
+        journal_dir=tmp / f"journal-{state_schema}",
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_four_partitions_on_dask_match_one_process_under_one_rate_limit(
+    prefect_harness, postgres_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    from flows.sync import run_job_flow
+
+    load_demo(postgres_url, pg_schema, users=600)
+    limit = ["--rate-limit", str(SANDBOX_LIMIT)]
+    single_db, parted_db = tmp_path / "single.sqlite", tmp_path / "parted.sqlite"
+    with start_sandbox_process(KEY, extra_args=["--db", str(single_db), *limit]) as sandbox:
+        one = run_sync(
+            settings_for(postgres_url, pg_schema, sandbox.api_url, f"{pg_schema}_state", tmp_path),
+            SyncOptions(),
+        )
+        single_stats = sandbox.stats()
+    assert one.status == "succeeded" and one.events_sent > 1000
+
+    state = f"{pg_schema}_state"  # dropped by the pg_schema fixture
+    with start_sandbox_process(KEY, extra_args=["--db", str(parted_db), *limit]) as sandbox:
+        settings = settings_for(postgres_url, pg_schema, sandbox.api_url, state + "p", tmp_path)
+        try:
+            report = run_job_flow(settings, SyncOptions(partitions=4))
+            stats = sandbox.stats()
+        finally:
+            engine = sa.create_engine(postgres_url)
+            with engine.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{state}p" CASCADE'))
+            engine.dispose()
+
+    assert report.status == "succeeded", report.streams_failed
+    assert (report.users_sent, report.events_sent, report.merges_sent) == (
+        one.users_sent,
+        one.events_sent,
+        one.merges_sent,
+    )
+    assert stats["duplicate_events"] == 0 and single_stats["duplicate_events"] == 0
+    assert stats["rate_limited"] == 0, stats  # one limit for all workers, never exceeded
+    assert stats["requests"] > 2 * RATE  # the limit did bind for seconds
+    assert remote(parted_db) == remote(single_db)
+
+
+def dask_worker_processes() -> list[psutil.Process]:
+    """The worker processes of the local Dask cluster (children spawned by its nannies)."""
+    workers = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "multiprocessing" in command and "spawn" in command:
+            workers.append(child)
+    return workers
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_killed_dask_worker_then_a_rerun_loses_nothing(
+    prefect_harness, postgres_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    from flows.sync import run_job_flow
+
+    load_demo(postgres_url, pg_schema, users=2500, seed=5)
+    clean_db, killed_db = tmp_path / "clean.sqlite", tmp_path / "killed.sqlite"
+    with start_sandbox_process(KEY, extra_args=["--db", str(clean_db)]) as sandbox:
+        clean = run_sync(
+            settings_for(
+                postgres_url, pg_schema, sandbox.api_url, f"{pg_schema}_state", tmp_path
+            ).model_copy(update={"rate_limit": None, "batch_size": BATCH}),
+            SyncOptions(),
+        )
+        expected = sandbox.stats()
+    assert clean.status == "succeeded" and expected["track_items"] > 4000
+
+    state = f"{pg_schema}_state"
+    slow = ["--db", str(killed_db), "--latency-ms", "100"]
+    killed: list[int] = []
+    try:
+        with start_sandbox_process(KEY, extra_args=slow) as sandbox:
+            settings = settings_for(
+                postgres_url, pg_schema, sandbox.api_url, state + "k", tmp_path
+            ).model_copy(
+                update={"rate_limit": None, "batch_size": BATCH, "concurrency": CONCURRENCY}
+            )
+
+            def kill_one_worker_mid_run() -> None:
+                deadline = time.monotonic() + 240
+                while time.monotonic() < deadline:
+                    if sandbox.stats()["track_items"] >= expected["track_items"] // 3:
+                        workers = dask_worker_processes()
+                        if workers:
+                            workers[0].send_signal(signal.SIGKILL)
+                            killed.append(workers[0].pid)
+                        return
+                    time.sleep(0.02)
+
+            killer = threading.Thread(target=kill_one_worker_mid_run, daemon=True)
+            killer.start()
+            try:
+                first = run_job_flow(settings, SyncOptions(partitions=4))
+                first_status = first.status
+            except Exception as exc:  # the run may fail with its worker: the rerun recovers
+                first_status = f"raised {type(exc).__name__}"
+            killer.join(timeout=5)
+            at_kill = sandbox.stats()
+            assert killed, "no Dask worker was killed"
+            assert at_kill["track_items"] >= expected["track_items"] // 3
+
+            second = run_job_flow(settings, SyncOptions(partitions=4))
+            assert second.status == "succeeded", (first_status, second.streams_failed)
+            stats = sandbox.stats()
+    finally:
+        engine = sa.create_engine(postgres_url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{state}k" CASCADE'))
+        engine.dispose()
+
+    got_users, got_events = remote(killed_db)
+    want_users, want_events = remote(clean_db)
+    assert got_users == want_users  # every profile, as one process makes it
+    assert set(got_events) == set(want_events)  # no event lost
+    resent = sum(got_events.values()) - sum(want_events.values())
+    assert resent == stats["duplicate_events"] <= IN_FLIGHT_WINDOW  # one worker's in flight
+    assert stats["track_items"] - expected["track_items"] <= IN_FLIGHT_WINDOW
