@@ -1,0 +1,74 @@
+"""An incremental run with no new rows over a large warehouse already in sync.
+
+Builds a demo warehouse (DuckDB, `--users` people), runs a full sync into a sandbox
+child process so cursors, delivery bookkeeping and fingerprints are in place, then times
+the next incremental run (job time: `run_sync` from prepare to report, in this process;
+interpreter and Prefect start-up are not part of it) and prints what it did.
+
+    python benchmarks/incremental.py                  # 1,000,000 users
+    python benchmarks/incremental.py --users 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from connect.sandbox.server import start_sandbox_process
+from connect_sync.settings import Settings
+from flows.pipeline import SyncOptions, run_sync
+from warehouse.demo import build_demo_warehouse
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3, help="incremental runs to time")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "warehouse.duckdb"
+        started = time.perf_counter()
+        counts = build_demo_warehouse(path, args.users)
+        print(f"warehouse: {counts} built in {time.perf_counter() - started:.1f} s")
+        with start_sandbox_process("bench-key") as sandbox:
+            settings = Settings(
+                warehouse_url=f"duckdb:///{path}",
+                api_url=sandbox.api_url,
+                api_key="bench-key",
+                journal_dir=Path(tmp) / "journal",
+            )
+            started = time.perf_counter()
+            first = run_sync(settings, SyncOptions())
+            print(
+                f"initial full sync: {time.perf_counter() - started:.1f} s, "
+                f"{first.users_sent:,} users, {first.events_sent:,} events, "
+                f"{first.merges_sent:,} merges sent ({first.status})"
+            )
+            requests_before = sandbox.stats()["requests"]
+            for attempt in range(1, args.runs + 1):
+                started = time.perf_counter()
+                report = run_sync(settings, SyncOptions())
+                seconds = time.perf_counter() - started
+                print(
+                    f"incremental run {attempt}, no new rows: {seconds:.2f} s job time "
+                    f"({report.status}); users considered {report.users_considered:,}, "
+                    f"unchanged {report.users_unchanged:,}, sent {report.users_sent}; "
+                    f"events read {report.events_read:,}, sent {report.events_sent}"
+                )
+            sent = sandbox.stats()["requests"] - requests_before
+            print(f"requests sent by the incremental runs: {sent}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process: {peak:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
