@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connect.client import ClientConfig, DeliveryStats
 from connect.outbox import ApiOutbox, DryRunOutbox, Outbox
@@ -88,6 +90,9 @@ class PartitionResult:
     partition: int
     report: dict[str, Any]
     settled: dict[str, datetime | None]
+    #: Seconds of wall time and of CPU time (this process) the partition took.
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
 
 
 @dataclass
@@ -475,17 +480,10 @@ class SyncJob:
         self.report.events_already_delivered += len(done)
         if self.audience is not None:
             tracks = tracks[self._in_scope(tracks["canonical_id"])]
-        properties = self._event_properties(tracks, window)
-        built = track_payloads(tracks, properties)
-        self.report.quality.update(built.quality)
-        self.report.events_rejected += len(built.rejected)
-        self.report.rejected_by_reason.update(built.quality)
-        if not self.options.dry_run:
-            self.state.record_rejections(self.report.run_id, "events", built.rejected)
-        self._mark_anonymous_profiles(tracks, built.message_ids)
-        items = zip(built.message_ids, built.payloads, strict=True)
+        tables = self._event_property_tables(tracks, window)
+        items = self._track_items(tracks, tables)  # built chunk by chunk as they are sent
         stats = self._send(
-            "events", "track", items, self._ack_delivered("event"), total=len(built.payloads)
+            "events", "track", items, self._ack_delivered("event"), total=len(tracks)
         )
         self.report.events_sent += stats.sent
         self.report.events_rejected += len(stats.rejected)
@@ -503,16 +501,39 @@ class SyncJob:
         ids = tracks.loc[(anonymous & sent).to_numpy(dtype=bool), "anonymous_id"]
         self.state.record_anonymous_profiles(ids.astype(str).unique().tolist(), self.report.run_id)
 
-    def _event_properties(self, tracks: pd.DataFrame, window: Window) -> pd.Series:
-        parts = []
+    def _event_property_tables(
+        self, tracks: pd.DataFrame, window: Window
+    ) -> dict[str, pd.DataFrame]:
+        """The own table of each event in the window (`id` and property columns, one row
+        per message id), kept as compact Arrow frames; dicts are built per chunk."""
+        tables = {}
         for table in sorted(set(tracks["event"].dropna().astype(str))):
             frame = self.source.event_properties(table, window)
             if frame is not None and len(frame):
-                parts.append(property_dicts(frame))
-        if not parts:
-            return pd.Series(dtype=object)
-        combined = pd.concat(parts)
-        return combined[~combined.index.duplicated(keep="last")]
+                tables[table] = frame.drop_duplicates("id", keep="last").reset_index(drop=True)
+        return tables
+
+    def _track_items(
+        self, tracks: pd.DataFrame, tables: dict[str, pd.DataFrame]
+    ) -> Iterator[tuple[str, dict]]:
+        """(message id, payload) of every sendable track, `chunk_size` tracks at a time, so
+        only one chunk's payload dicts exist at once; rejections are recorded per chunk."""
+        table_of, row_of = _property_rows(tracks, tables)
+        names = list(tables)
+        chunk = self.settings.chunk_size
+        for start in range(0, len(tracks), chunk):
+            part = tracks.iloc[start : start + chunk]
+            properties = _chunk_properties(
+                tables, names, table_of[start : start + chunk], row_of[start : start + chunk]
+            )
+            built = track_payloads(part, properties)
+            self.report.quality.update(built.quality)
+            self.report.events_rejected += len(built.rejected)
+            self.report.rejected_by_reason.update(built.quality)
+            if not self.options.dry_run:
+                self.state.record_rejections(self.report.run_id, "events", built.rejected)
+            self._mark_anonymous_profiles(part, built.message_ids)
+            yield from zip(built.message_ids, built.payloads, strict=True)
 
     # -- delivery and bookkeeping ---------------------------------------------------------
 
@@ -734,6 +755,43 @@ def _is_utc_arrow(values: pd.Series) -> bool:
     )
 
 
+def _property_rows(
+    tracks: pd.DataFrame, tables: dict[str, pd.DataFrame]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per track, which event table holds its properties (index into `tables`, -1 none)
+    and the row there: one hash lookup per table for the whole window."""
+    table_of = np.full(len(tracks), -1, dtype=np.int64)
+    row_of = np.full(len(tracks), -1, dtype=np.int64)
+    if not tables or tracks.empty:
+        return table_of, row_of
+    ids = pa.array(tracks["id"].astype(pd.ArrowDtype(pa.string())))
+    events = tracks["event"].astype(pd.ArrowDtype(pa.string()))
+    for code, (table, frame) in enumerate(tables.items()):
+        mine = (events == table).fillna(False).to_numpy(dtype=bool)
+        if not mine.any():
+            continue
+        keys = pa.array(frame["id"].astype(pd.ArrowDtype(pa.string())))
+        found = pc.index_in(ids.filter(pa.array(mine)), value_set=keys)
+        rows = np.asarray(found.fill_null(-1), dtype=np.int64)
+        where = np.flatnonzero(mine)
+        table_of[where[rows >= 0]] = code
+        row_of[where] = rows
+    return table_of, row_of
+
+
+def _chunk_properties(
+    tables: dict[str, pd.DataFrame], names: list[str], table_of: np.ndarray, row_of: np.ndarray
+) -> pd.Series:
+    """The properties dict of each message of one chunk, by message id."""
+    parts = []
+    for code in np.unique(table_of[table_of >= 0]):
+        rows = row_of[table_of == code]
+        parts.append(property_dicts(tables[names[code]].iloc[rows]))
+    if not parts:
+        return pd.Series(dtype=object)
+    return pd.concat(parts) if len(parts) > 1 else parts[0]
+
+
 def _max(frame: pd.DataFrame | None, column: str) -> datetime | None:
     if frame is None or frame.empty or column not in frame.columns:
         return None
@@ -783,6 +841,7 @@ def run_partition(
         shared = pickle.loads(shared)  # our own coordinating job's bytes
     assert isinstance(shared, SharedContext) and options.partition is not None
     job = SyncJob(settings, options)
+    wall, cpu = time.monotonic(), time.process_time()
     try:
         job.prepare(shared)
         for stream in stages_for(options):
@@ -792,7 +851,13 @@ def run_partition(
     finally:
         job.close_partition()
     settled = {k: v for k, v in job.settled.items() if k not in job.report.streams_failed}
-    return PartitionResult(options.partition, job.report.as_dict(), settled)
+    return PartitionResult(
+        options.partition,
+        job.report.as_dict(),
+        settled,
+        wall_s=time.monotonic() - wall,
+        cpu_s=time.process_time() - cpu,
+    )
 
 
 def stages_for(options: SyncOptions) -> list[str]:

@@ -178,6 +178,7 @@ def _duckdb_batches(
     dialect = _positional_dialect(type(conn.dialect))
     statement, values, order = _compile(clause, params, dialect)
     raw = conn.connection.driver_connection  # duckdb_engine's wrapper of the connection
+    raw.execute("SET enable_progress_bar = false")  # it would print into the CLI's output
     relation = raw.sql(statement, params=[values[k] for k in order or []])
     reader = relation.to_arrow_reader(chunk_size)
     return reader.schema, iter(reader)
