@@ -114,6 +114,9 @@ def run_partitioned(
                 except Exception as exc:  # the others still finish and record their acks
                     log.error("partition %s of %s failed: %s", p, options.partitions, exc)
             timings["partitions"] = time.monotonic() - mapped
+        if results:
+            timings["partition_cpu_max"] = max(r.cpu_s for r in results)
+            timings["partition_cpu_sum"] = sum(r.cpu_s for r in results)
         log.info("partitioned run phases (s): %s", {k: round(v, 2) for k, v in timings.items()})
         job.settle_partitions([s for s in stages if s != "aliases"], results)
     except BaseException as exc:

@@ -64,10 +64,11 @@ class SharedRateLimiter(RateLimiter):
     def _book(self) -> None:
         """Lease the next `lease` slots of the shared schedule (one round trip)."""
         span = self.lease * self.interval
-        sent = time.monotonic()
         with self.engine.begin() as conn:
+            sent = time.monotonic()
             delay = float(conn.execute(self._reserve, {"name": self.name, "span": span}).scalar())
-        start = sent + max(0.0, delay)
+            answered = time.monotonic()
+        start = (sent + answered) / 2 + max(0.0, delay)  # the database's "now", locally
         self._slots.extend(start + i * self.interval for i in range(self.lease))
         self.bookings += 1
 

@@ -80,6 +80,41 @@ def test_cli_refuses_partitions_with_duckdb_state_in_one_line(tmp_path: Path) ->
         assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.postgres
+def test_shared_rate_limit_is_one_schedule_for_every_worker(
+    postgres_url: str, pg_schema: str
+) -> None:
+    from warehouse.ratelimit import SharedRateLimiter, ensure_table, limit_name
+
+    engine = sa.create_engine(postgres_url)
+    ensure_table(engine, pg_schema)
+    name = limit_name("http://connect", "key")
+    rate = 50.0
+    workers = [SharedRateLimiter(rate, engine, pg_schema, name) for _ in range(3)]
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def send(limiter: SharedRateLimiter) -> None:
+        for _ in range(30):
+            delay = limiter.reserve()
+            with lock:
+                starts.append(time.monotonic() + delay)
+
+    threads = [threading.Thread(target=send, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine.dispose()
+    starts.sort()
+    # 90 requests from 3 "workers" at 50/s: spaced as one limiter would space them (to
+    # within the jitter of a database round trip): any 10 in a row span 8 intervals or more
+    span = np.array(starts[10:]) - np.array(starts[:-10])
+    assert span.min() >= 8 / rate, span.min()
+    assert starts[-1] - starts[0] >= (len(starts) - 2) / rate
+    assert all(w.bookings >= 30 // w.lease for w in workers)
+
+
 def load_demo(url: str, schema: str, users: int, seed: int = 11) -> None:
     """The demo warehouse's tables, in a PostgreSQL schema."""
     engine = sa.create_engine(url)
