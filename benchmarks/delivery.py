@@ -12,7 +12,7 @@ Three runs against a sandbox child process (in memory, faults off):
    of the server's limit the client achieves by honouring Retry-After.
 
 Every acknowledged batch goes through the production path: `AckJournal` appends, merged
-into a DuckDB `StateStore` in bulk (in the background every 100k keys, then the rest).
+into a DuckDB `StateStore` in bulk (in the background every 25k keys, then the rest).
 Items are generated lazily and streamed through the client's bounded queue. Prints
 figures; asserts nothing.
 
@@ -28,6 +28,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -202,6 +203,63 @@ def main() -> None:
             f"{stats.rate_limited} answered 429; "
             f"duplicates {sandbox.stats()['duplicate_events']}"
         )
+
+        bookkeeping_paths(Path(tmp))
+
+
+def bookkeeping_paths(folder: Path, n: int = 20_000) -> None:
+    """The old per-batch INSERT (a transaction of 100 rows per acknowledgement) against the
+    journal (one append per acknowledgement, one bulk merge), on DuckDB and PostgreSQL."""
+    import sqlalchemy as sa
+
+    urls = [("DuckDB", f"duckdb:///{folder / 'paths.duckdb'}")]
+    pg = os.environ.get(
+        "CONNECT_SYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    try:
+        probe = sa.create_engine(pg)
+        with probe.connect():
+            urls.append(("PostgreSQL", pg))
+        probe.dispose()
+    except Exception:
+        pass
+    ids = [f"msg-{i:09d}" for i in range(n)]
+    print(f"\n[4] bookkeeping of {n:,} acknowledged ids in batches of 100")
+    for name, url in urls:
+        schema = f"bench_{os.getpid()}"
+        engine = create_engine(url, create_dirs=True)
+        store = StateStore(engine, schema, "segment")
+        store.migrate()
+        table = store.table("delivered")
+        started = time.perf_counter()
+        for i in range(0, n, 100):  # what record_delivered did per batch before the journal
+            rows = [
+                {
+                    "source_schema": "segment",
+                    "kind": "old",
+                    "message_id": m,
+                    "run_id": "r",
+                    "delivered_at": datetime.now(UTC),
+                }
+                for m in ids[i : i + 100]
+            ]
+            store._insert(table, rows, ["source_schema", "kind", "message_id"])
+        old = time.perf_counter() - started
+        journal = AckJournal(folder / f"paths-{name}", store)
+        started = time.perf_counter()
+        for i in range(0, n, 100):
+            journal.delivered("event", ids[i : i + 100], "r")
+        appended = time.perf_counter() - started
+        journal.close()
+        total = time.perf_counter() - started
+        print(
+            f"  {name:10}: per-batch INSERT {n / old:10,.0f} rows/s; journal: appends "
+            f"{n / appended:12,.0f} ids/s, appends + bulk merge {n / total:10,.0f} ids/s"
+        )
+        if name == "PostgreSQL":
+            with engine.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from warehouse.state import StateStore
 log = logging.getLogger(__name__)
 
 SUFFIX = ".acks"
-ROTATE_EVERY = 100_000
+ROTATE_EVERY = 25_000  # keys per segment: bounds merge memory and GIL pauses
 
 
 def journal_directory(

@@ -391,8 +391,10 @@ class StateStore:
         frame = pd.DataFrame({"staged_key": ids}, dtype=object)
         with self.engine.begin() as conn, _staged(conn, "keys", frame) as staging:
             assert staging is not None
-            rows = conn.execute(self._sql(name, staging), params).all()
-        return pd.DataFrame(rows, columns=columns, dtype=object)
+            rows = conn.execute(self._sql(name, staging), params).tuples().all()
+        # column by column from plain tuples (a frame built from Row objects is ~10x slower)
+        values = list(zip(*rows, strict=True)) or [() for _ in columns]
+        return pd.DataFrame(dict(zip(columns, values, strict=True)), dtype=object)
 
     def forget_users(self, user_ids: Sequence[str]) -> None:
         """Drop the fingerprints and anonymous-profile marks of ids merged into another."""
