@@ -436,31 +436,46 @@ class SyncJob:
         identifies = identifies.assign(canonical_id=self.graph.resolve(_who(identifies)))
         identifies = identifies[identifies["canonical_id"].notna()]
         identifies = identifies[self._in_scope(identifies["canonical_id"])]
+        if touched_max is None:
+            touched_max = _max(identifies, "uuid_ts")
         latest = latest_traits(identifies)
-        built = identify_payloads(
-            latest, device_tokens(identifies), self.settings.phone_default_region
-        )
-        self.report.quality.update(built.quality)
-        self.report.users_considered += len(built.payloads)
-        prints = dict(zip(built.user_ids, fingerprints(built.payloads), strict=True))
-        previous = {} if self.options.full_refresh else self.state.fingerprints(built.user_ids)
-        items = [
-            (user, payload)
-            for user, payload in zip(built.user_ids, built.payloads, strict=True)
-            if previous.get(user) != prints[user]
-        ]
-        self.report.users_unchanged += len(built.payloads) - len(items)
+        tokens = device_tokens(identifies)
+        del identifies  # from here on one row per user
+        prints: dict[str, str] = {}  # fingerprints of what is in flight, until acknowledged
 
         def ack(keys: list[str]) -> None:
             if self.journal is not None:
-                self.journal.fingerprints([(k, prints[k]) for k in keys], self.report.run_id)
+                done = [(k, prints.pop(k)) for k in keys if k in prints]
+                self.journal.fingerprints(done, self.report.run_id)
 
-        stats = self._send("users", "identify", items, ack)
+        items = self._identify_items(latest, tokens, prints)  # built chunk by chunk
+        stats = self._send("users", "identify", items, ack, total=len(latest))
         self.report.users_sent += stats.sent
         self.report.users_rejected += len(stats.rejected)
-        if touched_max is None:
-            touched_max = _max(identifies, "uuid_ts")
         self._settle("users", rows=touched_max, stats=stats)
+
+    def _identify_items(
+        self, latest: pd.DataFrame, tokens: pd.DataFrame, prints: dict[str, str]
+    ) -> Iterator[tuple[str, dict]]:
+        """(user id, payload) of every user whose payload changed, `chunk_size` users at a
+        time, so only one chunk's payload dicts exist at once."""
+        chunk = self.settings.chunk_size
+        for start in range(0, len(latest), chunk):
+            built = identify_payloads(
+                latest.iloc[start : start + chunk], tokens, self.settings.phone_default_region
+            )
+            self.report.quality.update(built.quality)
+            self.report.users_considered += len(built.payloads)
+            previous = {} if self.options.full_refresh else self.state.fingerprints(built.user_ids)
+            for user, payload, print_ in zip(
+                built.user_ids, built.payloads, fingerprints(built.payloads), strict=True
+            ):
+                if previous.get(user) == print_:
+                    self.report.users_unchanged += 1
+                    continue
+                if self.journal is not None:
+                    prints[user] = print_
+                yield user, payload
 
     def sync_events(self) -> None:
         """One track per message id never delivered before, attributed to the canonical id."""
