@@ -83,10 +83,16 @@ def _run(settings: Settings, options: Any, dask_address: str | None = None) -> A
     else directly (no temporary Prefect server to wait for). A partitioned run always
     runs as a Prefect flow (Prefect maps its partitions over Dask): without a Prefect
     API, under a temporary Prefect server."""
-    if os.environ.get("PREFECT_API_URL") or getattr(options, "partitions", 1) > 1:
+    if getattr(options, "partitions", 1) > 1:
+        from flows.partitioned import prefect_api
         from flows.sync import run_job_flow
 
-        return run_job_flow(settings, options, dask_address)
+        with prefect_api():
+            return run_job_flow(settings, options, dask_address)
+    if os.environ.get("PREFECT_API_URL"):
+        from flows.sync import run_job_flow
+
+        return run_job_flow(settings, options)
     from flows.pipeline import run_sync
 
     with _progress() as progress:

@@ -16,8 +16,11 @@ books its request slots from (`warehouse.ratelimit`), so adding workers never mu
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -47,6 +50,51 @@ def partition_task(
     """One partition: users then events of its canonical users; safe to retry (what was
     acknowledged is never sent again)."""
     return run_partition(settings, replace(options, partition=partition), shared)
+
+
+@contextmanager
+def prefect_api(startup_timeout_s: int = 120) -> Iterator[str]:
+    """The Prefect API of a partitioned run: the configured one, else one temporary server
+    for the flow and every Dask worker (exported as PREFECT_API_URL, so local workers
+    spawned meanwhile report to it instead of each starting a server of their own)."""
+    import prefect.settings
+    from prefect.server.api.server import SubprocessASGIServer
+
+    configured = prefect.settings.PREFECT_API_URL.value()
+    if configured:
+        yield configured
+        return
+    server = SubprocessASGIServer()
+    server.start(timeout=startup_timeout_s)
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with prefect.settings.temporary_settings(
+            updates={prefect.settings.PREFECT_API_URL: server.api_url}
+        ):
+            yield server.api_url
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+        _drain_to(server.api_url)
+        server.stop()
+
+
+def _drain_to(api_url: str) -> None:
+    """Send the logs and events still queued for the temporary server before it stops
+    (else the process spends a minute at exit retrying a server that is gone)."""
+    import prefect.settings
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    with prefect.settings.temporary_settings(updates={prefect.settings.PREFECT_API_URL: api_url}):
+        for worker in (APILogWorker, EventsWorker):
+            try:
+                worker.drain_all(timeout=10)
+            except Exception as exc:  # pragma: no cover - best effort at shutdown
+                log.debug("could not drain %s: %s", worker.__name__, exc)
 
 
 def dask_task_runner(dask_address: str | None = None, local_workers: int = 2) -> Any:

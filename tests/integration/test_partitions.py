@@ -168,6 +168,8 @@ def settings_for(url: str, schema: str, api_url: str, state_schema: str, tmp: Pa
 def test_four_partitions_on_dask_match_one_process_under_one_rate_limit(
     prefect_harness, postgres_url: str, pg_schema: str, tmp_path: Path
 ) -> None:
+    from distributed import LocalCluster
+
     from flows.sync import run_job_flow
 
     load_demo(postgres_url, pg_schema, users=600)
@@ -182,10 +184,19 @@ def test_four_partitions_on_dask_match_one_process_under_one_rate_limit(
     assert one.status == "succeeded" and one.events_sent > 1000
 
     state = f"{pg_schema}_state"  # dropped by the pg_schema fixture
-    with start_sandbox_process(KEY, extra_args=["--db", str(parted_db), *limit]) as sandbox:
+    # an existing cluster, reached by its address (the kill test below uses a temporary one)
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with (
+        cluster,
+        start_sandbox_process(KEY, extra_args=["--db", str(parted_db), *limit]) as sandbox,
+    ):
         settings = settings_for(postgres_url, pg_schema, sandbox.api_url, state + "p", tmp_path)
         try:
-            report = run_job_flow(settings, SyncOptions(partitions=4))
+            report = run_job_flow(
+                settings, SyncOptions(partitions=4), dask_address=cluster.scheduler_address
+            )
             stats = sandbox.stats()
         finally:
             engine = sa.create_engine(postgres_url)
@@ -287,3 +298,34 @@ def test_a_killed_dask_worker_then_a_rerun_loses_nothing(
     resent = sum(got_events.values()) - sum(want_events.values())
     assert resent == stats["duplicate_events"] <= IN_FLIGHT_WINDOW  # one worker's in flight
     assert stats["track_items"] - expected["track_items"] <= IN_FLIGHT_WINDOW
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_cli_partitioned_run_under_a_temporary_prefect_server(
+    postgres_url: str, pg_schema: str, sandbox, tmp_path: Path
+) -> None:
+    load_demo(postgres_url, pg_schema, users=150, seed=3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECT_", "PREFECT_"))}
+    env.update(
+        CONNECT_SYNC_WAREHOUSE_URL=postgres_url,
+        CONNECT_SYNC_SOURCE_SCHEMA=pg_schema,
+        CONNECT_SYNC_STATE_SCHEMA=f"{pg_schema}_state",
+        CONNECT_SYNC_JOURNAL_DIR=str(tmp_path / "journal"),
+        CONNECT_API_URL=sandbox.api_url,
+        CONNECT_API_KEY=sandbox.api_key,
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        DASK_LOGGING__DISTRIBUTED="error",
+    )
+    command = [sys.executable, "-m", "connect_sync", "sync", "--partitions", "2"]
+    done = subprocess.run(
+        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    stats = sandbox.stats()
+    assert stats["events"] > 0 and stats["duplicate_events"] == 0
+    again = subprocess.run(
+        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sandbox.stats()["track_items"] == stats["track_items"]  # cursors moved: no resend
