@@ -373,17 +373,8 @@ def sandbox(
 @cli.command()
 def status() -> None:
     """Cursors per stream, the last runs, rejection counts."""
-    from warehouse.engine import create_engine
-    from warehouse.state import StateStore
-
     settings = _settings()
-    with _expected_failures():
-        store = StateStore(
-            create_engine(settings.effective_state_url),
-            settings.state_schema,
-            settings.source_schema,
-        )
-        store.migrate()
+    store = _state_store(settings)
     cursors = Table(title=f"cursors ({settings.source_schema})")
     cursors.add_column("stream")
     cursors.add_column("position")
