@@ -281,16 +281,7 @@ class SyncJob:
                 self.report.acks_recovered += AckJournal(folder, self.state).replay()
 
     def _client_config(self) -> ClientConfig:
-        s = self.settings
-        return ClientConfig(
-            base_url=s.api_url,
-            api_key=s.api_key_value() or "",
-            concurrency=s.concurrency,
-            rate_limit=s.rate_limit,
-            max_retries=s.max_retries,
-            timeout_s=s.request_timeout_s,
-            batch_size=s.batch_size,
-        )
+        return client_config(self.settings)
 
     def window(self, stream: str) -> Window:
         """The rows this run reads for a stream: a backfill's window, or since the cursor
@@ -745,6 +736,19 @@ def _backend(url: str) -> str | None:
         return make_url(url).get_backend_name()
     except Exception:  # create_engine says what is wrong with it
         return None
+
+
+def client_config(settings: Settings) -> ClientConfig:
+    """The delivery client's configuration from the job's settings."""
+    return ClientConfig(
+        base_url=settings.api_url,
+        api_key=settings.api_key_value() or "",
+        concurrency=settings.concurrency,
+        rate_limit=settings.rate_limit,
+        max_retries=settings.max_retries,
+        timeout_s=settings.request_timeout_s,
+        batch_size=settings.batch_size,
+    )
 
 
 def _who(frame: pd.DataFrame) -> pd.Series:

@@ -18,9 +18,10 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from connect.client import ClientConfig, DeliveryStats
+from connect.client import DeliveryStats
 from connect.outbox import ApiOutbox
 from connect_sync.settings import Settings
+from flows.pipeline import client_config
 from transforms.changes import fingerprint
 from warehouse.engine import create_engine
 from warehouse.journal import AckJournal, journal_directory
@@ -78,17 +79,7 @@ def replay_rejections(settings: Settings, progress: ProgressCallback | None = No
         store.engine.dispose()
         return report
     report.run_id = store.start_run("replay")
-    outbox = ApiOutbox(
-        ClientConfig(
-            base_url=settings.api_url,
-            api_key=settings.api_key_value() or "",
-            concurrency=settings.concurrency,
-            rate_limit=settings.rate_limit,
-            max_retries=settings.max_retries,
-            timeout_s=settings.request_timeout_s,
-            batch_size=settings.batch_size,
-        )
-    )
+    outbox = ApiOutbox(client_config(settings))
     error: BaseException | None = None
     try:
         for (stream, endpoint), group in pending.groupby(["stream", "endpoint"], dropna=False):
