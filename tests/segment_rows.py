@@ -108,3 +108,18 @@ def _add_missing_columns(conn: sa.Connection, schema: str, table: str, frame: pd
             conn.execute(
                 sa.text(f'ALTER TABLE "{schema}"."{table}" ADD COLUMN "{column}" {sql_type}')
             )
+
+
+def sandbox_settings(url: str, schema: str, sandbox: Any, **extra: Any) -> Any:
+    """Settings for a run from `schema` at `url` into the sandbox, with state in
+    `{schema}_state` (the `pg_schema` fixture drops both)."""
+    from connect_sync.settings import Settings
+
+    return Settings(
+        warehouse_url=url,
+        source_schema=schema,
+        state_schema=f"{schema}_state",
+        api_url=sandbox.api_url,
+        api_key=sandbox.api_key,
+        **extra,
+    )

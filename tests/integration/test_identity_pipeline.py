@@ -13,18 +13,11 @@ import orjson
 from connect_sync.settings import Settings
 from flows.pipeline import SyncOptions, run_sync
 from flows.report import RunReport
-from tests.segment_rows import row, write_tables
+from tests.segment_rows import row, sandbox_settings, write_tables
 
 
 def settings_for(warehouse: tuple[str, str], sandbox) -> Settings:
-    url, schema = warehouse
-    return Settings(
-        warehouse_url=url,
-        source_schema=schema,
-        state_schema=f"{schema}_state",
-        api_url=sandbox.api_url,
-        api_key=sandbox.api_key,
-    )
+    return sandbox_settings(*warehouse, sandbox)
 
 
 def sync(warehouse: tuple[str, str], sandbox, **options: Any) -> RunReport:

@@ -9,22 +9,10 @@ import httpx
 import orjson
 import pytest
 
-from connect_sync.settings import Settings
 from flows.pipeline import SyncOptions, run_sync
-from tests.segment_rows import row, write_tables
+from tests.segment_rows import row, sandbox_settings, write_tables
 from warehouse.audience import AudienceError
 from warehouse.segment import Window
-
-
-def _settings(url: str, schema: str, sandbox, **extra) -> Settings:
-    return Settings(
-        warehouse_url=url,
-        source_schema=schema,
-        state_schema=f"{schema}_state",
-        api_url=sandbox.api_url,
-        api_key=sandbox.api_key,
-        **extra,
-    )
 
 
 def _track(minutes: float, user: str, name: str = "Signed Up", **kw):
@@ -41,7 +29,7 @@ def test_incremental_runs_pick_up_new_and_late_rows(warehouse, sandbox) -> None:
             "tracks": [_track(1, "u1"), _track(2, "u1", "Order Completed")],
         },
     )
-    settings = _settings(url, schema, sandbox)
+    settings = sandbox_settings(url, schema, sandbox)
     first = run_sync(settings, SyncOptions())
     assert (first.users_sent, first.events_sent) == (1, 2)
 
@@ -74,7 +62,7 @@ def test_backfill_over_a_synced_window_sends_no_event_twice(warehouse, sandbox) 
             "tracks": [_track(m, "u1") for m in (1, 2, 3)],
         },
     )
-    settings = _settings(url, schema, sandbox)
+    settings = sandbox_settings(url, schema, sandbox)
     run_sync(settings, SyncOptions())
     window = Window(
         "received_at", datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
@@ -106,7 +94,7 @@ def test_audience_limits_users_and_events(warehouse, sandbox, tmp_path: Path) ->
             ],
         },
     )
-    report = run_sync(_settings(url, schema, sandbox), SyncOptions(audience="vip_users"))
+    report = run_sync(sandbox_settings(url, schema, sandbox), SyncOptions(audience="vip_users"))
 
     assert report.status == "succeeded"
     assert report.users_sent == 1 and report.events_sent == 2
@@ -132,7 +120,7 @@ def test_bad_audiences_fail_cleanly(
     path = tmp_path / "bad.sql"
     path.write_text(query)
     with pytest.raises(AudienceError, match=message):
-        run_sync(_settings(url, schema, sandbox), SyncOptions(audience=str(path)))
+        run_sync(sandbox_settings(url, schema, sandbox), SyncOptions(audience=str(path)))
     assert sandbox.stats()["requests"] == 0
 
 
@@ -154,7 +142,7 @@ def test_dry_run_file_equals_what_the_next_real_run_sends(warehouse, sandbox, tm
             "signed_up": [],
         },
     )
-    settings = _settings(url, schema, sandbox)
+    settings = sandbox_settings(url, schema, sandbox)
     output = tmp_path / "dry.jsonl"
     dry = run_sync(settings, SyncOptions(dry_run=True, output=output))
     lines = [orjson.loads(line) for line in output.read_bytes().splitlines()]
@@ -192,7 +180,7 @@ def test_runs_read_only_from_the_cursor_minus_the_lookback(warehouse, sandbox) -
             "tracks": [_track(m, "u1") for m in (1, 2, 3)],
         },
     )
-    settings = _settings(url, schema, sandbox, lookback_hours=0)
+    settings = sandbox_settings(url, schema, sandbox, lookback_hours=0)
     assert run_sync(settings, SyncOptions()).events_read == 3
     write_tables(url, schema, {"tracks": [_track(10, "u1")]})
 
