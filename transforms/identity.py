@@ -110,6 +110,13 @@ def _empty_groups() -> pd.DataFrame:
 
 def _epoch_us(values: pd.Series) -> np.ndarray:
     """Microseconds since the epoch as int64; a missing time sorts first (oldest)."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_timestamp(dtype.pyarrow_dtype):
+        # Arrow timestamps are epoch-based whatever their zone: cast in Arrow, never
+        # through Python datetimes (pd.to_datetime does that per value: seconds at 1M+).
+        micros = pc.cast(pa.array(values), pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        missing = np.iinfo(np.int64).min
+        return np.asarray(pc.fill_null(micros, missing).to_numpy(), dtype=np.int64)
     stamps = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
     return np.asarray(stamps.array.asi8, dtype=np.int64)
 
