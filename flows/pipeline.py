@@ -338,7 +338,7 @@ class SyncJob:
         self.report.profiles_folded += folds.sent
         stats.failed = [*stats.failed, *folds.failed]
         stats.unsent += folds.unsent  # a fold never tried leaves the stream unsettled too
-        self._settle("aliases", rows=self.source_rows_max(rows), stats=stats)
+        self._settle("aliases", rows=_max(rows, "uuid_ts"), stats=stats)
 
     def _fold_anonymous_profiles(self) -> DeliveryStats:
         """identify {user_id: canonical, previous_id: anonymous id} for each anonymous id
@@ -600,9 +600,6 @@ class SyncJob:
                 self.report.rejected_by_reason[r.reason] += 1
         self.report.undelivered += stats.undelivered
         return stats
-
-    def source_rows_max(self, rows: pd.DataFrame) -> datetime | None:
-        return _max(rows, "uuid_ts")
 
     def _settle(self, stream: str, rows: datetime | None, stats: DeliveryStats) -> None:
         """Move the stream's cursor, only when nothing of it is left undelivered (items

@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 import sqlalchemy as sa
@@ -36,9 +35,7 @@ def slow_process() -> Iterator[SandboxProcess]:
 @pytest.fixture
 def slow(slow_process: SandboxProcess) -> SandboxProcess:
     slow_process.reset()
-    httpx.post(
-        f"{slow_process.url}/_sandbox/faults", json={"latency_ms": 60}, timeout=10
-    ).raise_for_status()
+    slow_process.set_faults(latency_ms=60)
     return slow_process
 
 

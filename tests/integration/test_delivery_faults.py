@@ -8,7 +8,6 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from connect.client import ClientConfig, ConnectClient
@@ -30,8 +29,7 @@ def faulty_process() -> Iterator[SandboxProcess]:
 @pytest.fixture
 def faulty(faulty_process: SandboxProcess) -> SandboxProcess:
     faulty_process.reset()
-    response = httpx.post(f"{faulty_process.url}/_sandbox/faults", json=FAULTS, timeout=10)
-    response.raise_for_status()
+    faulty_process.set_faults(**FAULTS)
     return faulty_process
 
 
