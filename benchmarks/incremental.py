@@ -7,6 +7,8 @@ interpreter and Prefect start-up are not part of it) and prints what it did.
 
     python benchmarks/incremental.py                  # 1,000,000 users
     python benchmarks/incremental.py --users 100000
+    python benchmarks/incremental.py --workdir /tmp/inc   # keep the synced warehouse, and
+                                                          # reuse it on the next call
 """
 
 from __future__ import annotations
@@ -31,14 +33,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3, help="incremental runs to time")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep the warehouse and its state here; a later call with the same directory "
+        "skips building and the initial sync",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.workdir or Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
         path = Path(tmp) / "warehouse.duckdb"
-        started = time.perf_counter()
-        counts = build_demo_warehouse(path, args.users)
-        print(f"warehouse: {counts} built in {time.perf_counter() - started:.1f} s")
+        synced = Path(tmp) / "synced"
+        if not synced.exists():
+            path.unlink(missing_ok=True)
+            started = time.perf_counter()
+            counts = build_demo_warehouse(path, args.users)
+            print(f"warehouse: {counts} built in {time.perf_counter() - started:.1f} s")
         with start_sandbox_process("bench-key") as sandbox:
             settings = Settings(
                 warehouse_url=f"duckdb:///{path}",
@@ -46,13 +59,17 @@ def main() -> None:
                 api_key="bench-key",
                 journal_dir=Path(tmp) / "journal",
             )
-            started = time.perf_counter()
-            first = run_sync(settings, SyncOptions())
-            print(
-                f"initial full sync: {time.perf_counter() - started:.1f} s, "
-                f"{first.users_sent:,} users, {first.events_sent:,} events, "
-                f"{first.merges_sent:,} merges sent ({first.status})"
-            )
+            if not synced.exists():
+                started = time.perf_counter()
+                first = run_sync(settings, SyncOptions())
+                print(
+                    f"initial full sync: {time.perf_counter() - started:.1f} s, "
+                    f"{first.users_sent:,} users, {first.events_sent:,} events, "
+                    f"{first.merges_sent:,} merges sent ({first.status})"
+                )
+                synced.touch()
+            else:
+                print(f"reusing the warehouse and state synced in {tmp}")
             requests_before = sandbox.stats()["requests"]
             for attempt in range(1, args.runs + 1):
                 started = time.perf_counter()

@@ -22,15 +22,17 @@ import pyarrow.compute as pc
 from connect.client import ClientConfig, DeliveryStats
 from connect.outbox import ApiOutbox, DryRunOutbox, Outbox
 from connect_sync.settings import Settings
+from flows.identity import run_identities
 from flows.report import RunReport
 from transforms.changes import fingerprints
 from transforms.events import dedupe_messages, property_dicts, track_payloads
-from transforms.identity import IdentityGraph, resolve_identities
+from transforms.identity import IdentityGraph
 from transforms.partition import in_partition
 from transforms.traits import device_tokens, latest_traits
 from transforms.users import identify_payloads
 from warehouse.audience import load_audience
-from warehouse.engine import create_engine
+from warehouse.engine import create_engine, describe
+from warehouse.identity_cache import IdentityCache
 from warehouse.journal import AckJournal, journal_directory
 from warehouse.segment import EPOCH, SegmentSource, Window
 from warehouse.state import StateStore
@@ -250,10 +252,19 @@ class SyncJob:
         return keep
 
     def _resolve_identities(self) -> None:
-        """The identity graph of the whole schema, resolved once per run (transforms.identity
-        says how conflicts and cycles are settled); problems are reported, never raised."""
-        self._links = self.source.identity_links()
-        self.graph = resolve_identities(self._links)
+        """The identity graph of the whole schema, once per run: cached between runs and
+        brought up to date with the links loaded since (flows.identity); transforms.identity
+        says how conflicts and cycles are settled. Problems are reported, never raised."""
+        s = self.settings
+        cache = IdentityCache(
+            journal_directory(s.effective_state_url, s.state_schema, s.source_schema, s.journal_dir)
+            / "identity",
+            f"{describe(s.warehouse_url)}|{s.source_schema}",
+        )
+        identities = run_identities(self.source, cache, refresh=self.options.full_refresh)
+        self._links, self.graph = identities.links, identities.graph
+        self.report.identity_graph = identities.how
+        self.report.identity_links_read = identities.links_read
         self.report.identity_conflicts = len(self.graph.conflicts)
         self.report.identity_cycles = len(self.graph.cycles)
         self.report.identity_examples = self.graph.examples()

@@ -36,6 +36,10 @@ class RunReport:
     undelivered: int = 0
     #: Acknowledgements of an interrupted earlier run, merged from the journal at start-up.
     acks_recovered: int = 0
+    #: How the identity graph was had: `cached` (no new link since the last run),
+    #: `updated` (new links resolved with the groups they touch) or `resolved` (all links).
+    identity_graph: str = ""
+    identity_links_read: int = 0
     identity_conflicts: int = 0
     identity_cycles: int = 0
     #: A few conflicts and cycles, one readable line each.

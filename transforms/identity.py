@@ -45,13 +45,16 @@ class IdentityGraph:
     ids with no links are absent and resolve to themselves). `attached` lists the ids that
     resolve to another id without an alias of their own (anonymous ids joined to a user by
     identify/track rows). `conflicts` and `cycles` list the groups to report: one row per
-    group with `ids` (every id of it) and `canonical_ids` (its canonical ids).
+    group with `ids` (every id of it) and `canonical_ids` (its canonical ids). `component`
+    numbers the connected groups of linked ids (index: every linked id), so that new links
+    re-resolve only the groups they touch (`update_identities`).
     """
 
     canonical: pd.Series
     conflicts: pd.DataFrame
     cycles: pd.DataFrame
     attached: pd.Index = field(default_factory=lambda: pd.Index([], dtype=object))
+    component: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))
 
     def resolve(self, ids: pd.Series) -> pd.Series:
         """The canonical id of each id (itself when it has no links); nulls stay null."""
@@ -123,7 +126,8 @@ def _epoch_us(values: pd.Series) -> np.ndarray:
 
 def _strings(values: pd.Series) -> pa.Array:
     """Ids as one Arrow string array, whatever type the driver returned."""
-    return pa.array(values.astype(pd.ArrowDtype(pa.large_string())))
+    array = pa.array(values.astype(pd.ArrowDtype(pa.large_string())))
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
 def _encode(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +165,7 @@ def resolve_identities(links: pd.DataFrame) -> IdentityGraph:
     usable = pc.and_(pc.not_equal(from_ids, to_ids), pc.is_valid(from_ids))
     keep = np.asarray(pc.fill_null(pc.and_(usable, pc.is_valid(to_ids)), False), dtype=bool)
     if not keep.any():
-        return IdentityGraph(pd.Series(dtype=object), _empty_groups(), _empty_groups())
+        return empty_graph()
     mask = pa.array(keep)
     is_alias = links["kind"].astype(str).to_numpy(dtype=object)[keep] == "alias"
     ts = _epoch_us(links["ts"])[keep]
@@ -190,14 +194,86 @@ def resolve_identities(links: pd.DataFrame) -> IdentityGraph:
             break
         parent = grand
 
-    canonical = pd.Series(nodes[parent], index=pd.Index(nodes, dtype=object), dtype=object)
+    index = pd.Index(nodes, dtype=object)
+    canonical = pd.Series(nodes[parent], index=index, dtype=object)
     attached = pd.Index(nodes[(parent != np.arange(n)) & ~aliased], dtype=object)
+    component = _components(src, dst, n)
     return IdentityGraph(
         canonical=canonical,
-        conflicts=_conflicts(src, dst, parent, nodes),
+        conflicts=_conflicts(component, parent, nodes),
         cycles=_alias_cycles(src[is_alias], dst[is_alias], parent, nodes),
         attached=attached,
+        component=pd.Series(component, index=index, dtype="int64"),
     )
+
+
+def empty_graph() -> IdentityGraph:
+    return IdentityGraph(pd.Series(dtype=object), _empty_groups(), _empty_groups())
+
+
+def update_identities(
+    graph: IdentityGraph, links: pd.DataFrame, new: pd.DataFrame
+) -> IdentityGraph:
+    """The graph of `links` plus `new` links, given `graph` resolved from `links` alone.
+
+    Resolution is decided within each connected group, so only the groups the new links
+    touch are resolved again (with every link they hold); every other id keeps its
+    canonical id. The result equals `resolve_identities` of all the links, up to the
+    numbering of groups.
+    """
+    fresh = _usable_ids(new)
+    if not len(fresh):
+        return graph
+    hit = graph.component.reindex(fresh).dropna().unique()
+    moved = graph.component.index[graph.component.isin(hit).to_numpy(dtype=bool)]
+    affected = moved.union(fresh)
+    touching = links["from_id"].isin(moved) | links["to_id"].isin(moved)
+    part = resolve_identities(pd.concat([links[touching.to_numpy(dtype=bool)], new]))
+    offset = int(graph.component.max()) + 1 if len(graph.component) else 0
+    kept = ~graph.canonical.index.isin(moved)
+    kept_components = ~graph.component.index.isin(moved)
+    return IdentityGraph(
+        canonical=pd.concat([graph.canonical[kept], part.canonical]),
+        conflicts=_merge_groups(graph.conflicts, part.conflicts, affected, offset),
+        cycles=_merge_groups(graph.cycles, part.cycles, affected, offset),
+        attached=graph.attached.difference(moved).union(part.attached),
+        component=pd.concat([graph.component[kept_components], part.component + offset]),
+    )
+
+
+def merge_links(links: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """One row per (from_id, to_id, kind) of both frames, with its latest `ts` and `loaded`
+    (as the warehouse query would return them all)."""
+    keys = ["from_id", "to_id", "kind"]
+    columns = [*keys, "ts", "loaded"]
+    both = pa.concat_tables(
+        [pa.Table.from_pandas(f[columns], preserve_index=False) for f in (links, new)],
+        promote_options="permissive",
+    )
+    merged = both.group_by(keys, use_threads=False).aggregate([("ts", "max"), ("loaded", "max")])
+    merged = merged.select([*keys, "ts_max", "loaded_max"]).rename_columns(columns)
+    return merged.to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def _usable_ids(links: pd.DataFrame) -> pd.Index:
+    """Both ids of every link that joins two different ids."""
+    usable = links["from_id"].notna() & links["to_id"].notna()
+    usable &= links["from_id"].astype(object) != links["to_id"].astype(object)
+    usable = usable.to_numpy(dtype=bool)
+    ids = pd.concat([links["from_id"][usable], links["to_id"][usable]]).astype(object)
+    return pd.Index(ids.unique(), dtype=object)
+
+
+def _merge_groups(
+    old: pd.DataFrame, new: pd.DataFrame, affected: pd.Index, offset: int
+) -> pd.DataFrame:
+    """Reported groups: the old ones no affected id is part of, then the re-resolved ones."""
+    untouched = [not any(i in affected for i in ids) for ids in old["ids"]]  # few groups
+    merged = pd.concat(
+        [old[np.asarray(untouched, dtype=bool)], new.assign(component=new["component"] + offset)],
+        ignore_index=True,
+    )
+    return merged.astype({"component": "int64"}) if len(merged) else _empty_groups()
 
 
 def _break_parent_cycles(
@@ -223,13 +299,15 @@ def _break_parent_cycles(
     parent[roots] = roots
 
 
-def _conflicts(
-    src: np.ndarray, dst: np.ndarray, parent: np.ndarray, nodes: np.ndarray
-) -> pd.DataFrame:
-    """Groups of linked ids (connected components) holding more than one canonical id."""
-    n = len(nodes)
+def _components(src: np.ndarray, dst: np.ndarray, n: int) -> np.ndarray:
+    """The connected group of each of the n ids, as a label."""
     graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n, n))
     _, component = connected_components(graph, directed=False)
+    return np.asarray(component, dtype=np.int64)
+
+
+def _conflicts(component: np.ndarray, parent: np.ndarray, nodes: np.ndarray) -> pd.DataFrame:
+    """Groups of linked ids (connected components) holding more than one canonical id."""
     roots = pd.DataFrame({"component": component, "root": parent}).drop_duplicates()
     per_component = roots["component"].value_counts()
     wanted = per_component.index[per_component.to_numpy() > 1]

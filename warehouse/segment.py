@@ -40,12 +40,11 @@ IDENTIFY_CONTEXT_COLUMNS = (
     "context_library_name",
 )
 
-#: Window bounds are bound as timezone-aware timestamps: BigQuery compares TIMESTAMP
-#: columns only with TIMESTAMP parameters, and the others convert to their column type.
-_WINDOW_PARAMS = (
-    bindparam("since", type_=sa.TIMESTAMP(timezone=True)),
-    bindparam("until", type_=sa.TIMESTAMP(timezone=True)),
-)
+#: The table behind each kind of identity link.
+LINK_TABLES = {"alias": "aliases", "identify": "identifies", "track": "tracks"}
+
+
+_LINK_IDENTIFIERS = {table: table for table in LINK_TABLES.values()}
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,13 @@ class SegmentSource:
         clause = sql.render(
             name, self.engine.dialect, schema=self.schema, timestamp="timestamp", **identifiers
         )
-        binds = [b for b in _WINDOW_PARAMS if b.key in params]
+        # Times are bound as timezone-aware timestamps: BigQuery compares TIMESTAMP columns
+        # only with TIMESTAMP parameters, and the others convert to their column type.
+        binds = [
+            bindparam(k, type_=sa.TIMESTAMP(timezone=True))
+            for k, v in params.items()
+            if isinstance(v, datetime)
+        ]
         binds += [bindparam(k, expanding=True) for k, v in params.items() if isinstance(v, list)]
         return clause.bindparams(*binds) if binds else clause
 
@@ -162,6 +167,20 @@ class SegmentSource:
         return self._read(
             "identity_links", aliases="aliases", identifies="identifies", tracks="tracks"
         )
+
+    def identity_links_loaded(
+        self, since: dict[str, datetime], until: dict[str, datetime]
+    ) -> pd.DataFrame:
+        """The links of rows loaded in (since, until] of each link kind's table."""
+        params = {f"{k}_since": since[k] for k in LINK_TABLES}
+        params |= {f"{k}_until": until[k] for k in LINK_TABLES}
+        return self._read("identity_links_loaded", params, **_LINK_IDENTIFIERS)
+
+    def identity_link_stats(self, until: dict[str, datetime]) -> pd.DataFrame:
+        """Per link kind: `rows_until` (loaded up to until[kind]), `rows_loaded`,
+        `rows_all` and `loaded_max` of the link rows of its table."""
+        params = {f"{k}_until": until[k] for k in LINK_TABLES}
+        return self._read("identity_link_stats", params, **_LINK_IDENTIFIERS)
 
     def aliases(self, window: Window) -> pd.DataFrame:
         return self._read("aliases_window", window.params, aliases="aliases", window=window.column)

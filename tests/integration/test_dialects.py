@@ -40,12 +40,25 @@ def _dialect(name: str) -> sa.Dialect:
 
 def _statements(source: SegmentSource) -> dict[str, tuple[sa.TextClause, dict]]:
     w = WINDOW.params
+    tables = {"aliases": "aliases", "identifies": "identifies", "tracks": "tracks"}
+    link_stats = {f"{kind}_until": WINDOW.until for kind in ("alias", "identify", "track")}
+    links_loaded = link_stats | {
+        f"{kind}_since": WINDOW.since for kind in ("alias", "identify", "track")
+    }
     return {
         "identity_links": (
             source.clause(
                 "identity_links", {}, aliases="aliases", identifies="identifies", tracks="tracks"
             ),
             {},
+        ),
+        "identity_links_loaded": (
+            source.clause("identity_links_loaded", links_loaded, **tables),
+            links_loaded,
+        ),
+        "identity_link_stats": (
+            source.clause("identity_link_stats", link_stats, **tables),
+            link_stats,
         ),
         "aliases_window": (
             source.clause("aliases_window", w, aliases="aliases", window="uuid_ts"),
@@ -99,7 +112,8 @@ def test_every_read_statement_compiles(name: str) -> None:
         compiled = _compile(clause, params, dialect)
         assert "{" not in compiled, (statement, compiled)
         assert ":since" not in compiled and ":ids" not in compiled, (statement, compiled)
-        if statement not in ("table_columns", "probe_table", "identifies_all", "touched_ids"):
+        no_event_time = ("table_columns", "probe_table", "identifies_all", "touched_ids")
+        if statement not in (*no_event_time, "identity_link_stats"):
             assert quote("timestamp") in compiled or statement == "event_properties"
         if statement == "identifies_all":
             assert quote("select") in compiled  # a reserved word as a trait name

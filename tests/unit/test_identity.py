@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transforms.identity import empty_links, resolve_identities
+from transforms.identity import IdentityGraph, empty_links, resolve_identities, update_identities
 
 T0 = pd.Timestamp("2026-11-01", tz="UTC")
 
@@ -227,3 +227,53 @@ def test_vectorized_resolution_matches_the_reference(seed: int) -> None:
     assert got == _reference(frame)
     # Every canonical id is its own canonical id, and groups with one root are no conflict.
     assert all(got[c] == c for c in got.values())
+
+
+def _random_links(rng: np.random.Generator, ids: list[str], most: int) -> pd.DataFrame:
+    rows = [
+        (
+            ids[rng.integers(len(ids))],
+            ids[rng.integers(len(ids))],
+            ["alias", "identify", "track"][rng.integers(3)],
+            int(rng.integers(0, 6)),
+        )
+        for _ in range(int(rng.integers(0, most)))
+    ]
+    frame = links(*rows) if rows else empty_links()
+    return frame.groupby(["from_id", "to_id", "kind"], as_index=False)["ts"].max()
+
+
+def _outcome(graph: IdentityGraph) -> tuple:
+    """What a graph decides, whatever its groups are numbered."""
+
+    def groups(frame: pd.DataFrame) -> set:
+        return {
+            (tuple(i), tuple(c)) for i, c in zip(frame["ids"], frame["canonical_ids"], strict=True)
+        }
+
+    by_component: dict[int, set[str]] = {}
+    for node, label in graph.component.items():
+        by_component.setdefault(int(label), set()).add(node)
+    return (
+        graph.canonical.to_dict(),
+        set(graph.attached),
+        groups(graph.conflicts),
+        groups(graph.cycles),
+        sorted(sorted(members) for members in by_component.values()),
+    )
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_updating_with_new_links_equals_resolving_them_all(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ids = [f"i{n}" for n in range(14)]
+    old, new = _random_links(rng, ids, 12), _random_links(rng, ids, 6)
+    everything = pd.concat([old, new]).groupby(["from_id", "to_id", "kind"], as_index=False)
+    updated = update_identities(resolve_identities(old), old, new)
+    assert _outcome(updated) == _outcome(resolve_identities(everything["ts"].max()))
+
+
+def test_updating_with_no_new_links_keeps_the_graph() -> None:
+    old = links(("anon", "u1", "identify", 1), ("a", "b", "alias", 2), ("b", "a", "alias", 3))
+    graph = resolve_identities(old)
+    assert update_identities(graph, old, empty_links()) is graph

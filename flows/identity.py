@@ -1,0 +1,90 @@
+"""The run's identity graph: cached, updated with the links loaded since, or resolved anew.
+
+Segment's tables are append-only, so a link table that still holds exactly the rows it
+held up to the cached cut-off holds the same links: the cached graph stands, and only the
+links of rows loaded since are read and resolved (with the groups they touch). Anything
+else (no cache, rows deleted or loaded out of order, rows without a load time, a full
+refresh) reads and resolves every link, as a run without a cache does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from transforms.identity import IdentityGraph, merge_links, resolve_identities, update_identities
+from warehouse.identity_cache import CachedIdentities, IdentityCache, LinkMark
+from warehouse.segment import LINK_TABLES, SegmentSource
+
+log = logging.getLogger(__name__)
+
+#: Before any load time: the lower bound of a read of every link.
+ALL_TIME = datetime(1900, 1, 1, tzinfo=UTC)
+#: After any load time: the cut-off that counts every row.
+NO_CUT_OFF = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class RunIdentities:
+    links: pd.DataFrame
+    graph: IdentityGraph
+    #: `cached` (no new link), `updated` (new links resolved with the groups they touch)
+    #: or `resolved` (every link read and resolved).
+    how: str
+    #: Links read from the warehouse by this run.
+    links_read: int
+
+
+def run_identities(
+    source: SegmentSource, cache: IdentityCache | None, refresh: bool = False
+) -> RunIdentities:
+    """The identity graph for this run (see the module docstring); the cache is brought up
+    to date when it was used or can be started."""
+    if cache is None:
+        links = source.identity_links()
+        return RunIdentities(links, resolve_identities(links), "resolved", len(links))
+    cached = None if refresh else cache.load()
+    cut_off = {k: cached.marks[k].until if cached else NO_CUT_OFF for k in LINK_TABLES}
+    stats = source.identity_link_stats(cut_off).set_index("kind")
+    if (stats["rows_all"] != stats["rows_loaded"]).any():
+        log.info("identity: link rows without a load time (uuid_ts): no cache, every link read")
+        cache.clear()
+        links = source.identity_links()
+        return RunIdentities(links, resolve_identities(links), "resolved", len(links))
+    marks = {
+        k: LinkMark(_newest(stats.at[k, "loaded_max"]), int(stats.at[k, "rows_loaded"]))
+        for k in LINK_TABLES
+    }
+    unchanged = cached is not None and all(
+        int(stats.at[k, "rows_until"]) == cached.marks[k].rows for k in LINK_TABLES
+    )
+    if cached is not None and unchanged:
+        since = {k: cached.marks[k].until for k in LINK_TABLES}
+        until = {k: max(marks[k].until, since[k]) for k in LINK_TABLES}
+        new = source.identity_links_loaded(since, until)
+        if not len(new):
+            return RunIdentities(cached.links, cached.graph, "cached", 0)
+        graph = update_identities(cached.graph, cached.links, new)
+        links = merge_links(cached.links, new)
+        how = "updated"
+    else:
+        if cached is not None:
+            log.info("identity: link tables changed under the cached graph; resolving again")
+        since = {k: ALL_TIME for k in LINK_TABLES}
+        new = source.identity_links_loaded(since, {k: marks[k].until for k in LINK_TABLES})
+        links, graph, how = new, resolve_identities(new), "resolved"
+    marks = {k: LinkMark(max(marks[k].until, since[k]), marks[k].rows) for k in LINK_TABLES}
+    cache.save(CachedIdentities(links, graph, marks))
+    return RunIdentities(links, graph, how, len(new))
+
+
+def _newest(value: object) -> datetime:
+    """A table's newest load time as an aware UTC datetime (ALL_TIME when it has none)."""
+    if value is None or pd.isna(value):
+        return ALL_TIME
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    return stamp.to_pydatetime()

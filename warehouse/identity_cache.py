@@ -1,0 +1,182 @@
+"""A local cache of the resolved identity graph and the links it was resolved from.
+
+Kept beside the acknowledgement journal as Arrow IPC files plus a `meta.json` naming, per
+link kind, how far the links were read (`LinkMark`). It is only a cache: a missing,
+unreadable or foreign one means the next run reads and resolves every link again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from transforms.identity import IdentityGraph
+from warehouse.frames import arrow_to_frame
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+_ID = pa.large_string()
+_GROUP_SCHEMA = pa.schema(
+    [
+        ("report", pa.string()),
+        ("component", pa.int64()),
+        ("ids", pa.list_(_ID)),
+        ("canonical_ids", pa.list_(_ID)),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class LinkMark:
+    """How far one kind of link was read: every row loaded up to `until`, `rows` rows."""
+
+    until: datetime
+    rows: int
+
+
+@dataclass
+class CachedIdentities:
+    links: pd.DataFrame
+    graph: IdentityGraph
+    marks: dict[str, LinkMark]
+
+
+class IdentityCache:
+    """The cached graph of one source schema in one warehouse (`source` names both)."""
+
+    def __init__(self, directory: Path, source: str) -> None:
+        self.directory = Path(directory)
+        self.source = source
+
+    def load(self) -> CachedIdentities | None:
+        """The cached graph, or None when there is none (or it is unusable)."""
+        meta_path = self.directory / "meta.json"
+        if not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("format") != FORMAT or meta.get("source") != self.source:
+                return None
+            tables = {
+                name: self._read(name, meta["token"]) for name in ("links", "graph", "groups")
+            }
+        except (OSError, ValueError, KeyError, pa.ArrowException) as error:
+            log.warning(
+                "identity cache in %s unreadable (%s): resolving again", self.directory, error
+            )
+            return None
+        if any(table is None for table in tables.values()):
+            return None
+        marks = {
+            kind: LinkMark(datetime.fromisoformat(mark["until"]), int(mark["rows"]))
+            for kind, mark in meta["marks"].items()
+        }
+        return CachedIdentities(
+            arrow_to_frame(tables["links"]), _graph(tables["graph"], tables["groups"]), marks
+        )
+
+    def save(self, cached: CachedIdentities) -> None:
+        """Replace the cache; each file is written aside and renamed, meta.json last."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        token = uuid.uuid4().hex
+        links = pa.Table.from_pandas(cached.links, preserve_index=False)
+        self._write("links", links, token)
+        self._write("graph", _graph_table(cached.graph), token)
+        self._write("groups", _groups_table(cached.graph), token)
+        meta = {
+            "format": FORMAT,
+            "source": self.source,
+            "token": token,
+            "marks": {
+                kind: {"until": mark.until.isoformat(), "rows": mark.rows}
+                for kind, mark in cached.marks.items()
+            },
+        }
+        _replace(self.directory / "meta.json", json.dumps(meta, indent=1).encode())
+
+    def clear(self) -> None:
+        (self.directory / "meta.json").unlink(missing_ok=True)
+
+    def _read(self, name: str, token: str) -> pa.Table | None:
+        with ipc.open_file(pa.memory_map(str(self.directory / f"{name}.arrow"))) as reader:
+            table = reader.read_all()
+        stored = (table.schema.metadata or {}).get(b"token", b"").decode()
+        return table if stored == token else None  # a file of another save: not ours
+
+    def _write(self, name: str, table: pa.Table, token: str) -> None:
+        table = table.replace_schema_metadata({"token": token})
+        sink = pa.BufferOutputStream()
+        with ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        _replace(self.directory / f"{name}.arrow", sink.getvalue().to_pybytes())
+
+
+def _replace(path: Path, data: bytes) -> None:
+    aside = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(aside, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(aside, path)
+
+
+def _graph_table(graph: IdentityGraph) -> pa.Table:
+    ids = graph.canonical.index
+    return pa.table(
+        {
+            "id": pa.array(ids.to_numpy(dtype=object), _ID),
+            "canonical": pa.array(graph.canonical.to_numpy(dtype=object), _ID),
+            "component": pa.array(graph.component.reindex(ids).to_numpy(dtype="int64")),
+            "attached": pa.array(ids.isin(graph.attached)),
+        }
+    )
+
+
+def _groups_table(graph: IdentityGraph) -> pa.Table:
+    parts = []
+    for report, frame in (("conflict", graph.conflicts), ("cycle", graph.cycles)):
+        parts.append(
+            pa.table(
+                {
+                    "report": pa.array([report] * len(frame), pa.string()),
+                    "component": pa.array(frame["component"].to_numpy(dtype="int64")),
+                    "ids": pa.array(frame["ids"].tolist(), pa.list_(_ID)),
+                    "canonical_ids": pa.array(frame["canonical_ids"].tolist(), pa.list_(_ID)),
+                },
+                schema=_GROUP_SCHEMA,
+            )
+        )
+    return pa.concat_tables(parts)
+
+
+def _graph(table: pa.Table, groups: pa.Table) -> IdentityGraph:
+    ids = pd.Index(table.column("id").to_numpy(), dtype=object)
+    attached = table.column("attached").to_numpy()
+
+    def reported(kind: str) -> pd.DataFrame:
+        part = groups.filter(pa.compute.equal(groups.column("report"), kind))
+        return pd.DataFrame(
+            {
+                "component": pd.Series(part.column("component").to_numpy(), dtype="int64"),
+                "ids": pd.Series(part.column("ids").to_pylist(), dtype=object),
+                "canonical_ids": pd.Series(part.column("canonical_ids").to_pylist(), dtype=object),
+            }
+        )
+
+    return IdentityGraph(
+        canonical=pd.Series(table.column("canonical").to_numpy(), index=ids, dtype=object),
+        conflicts=reported("conflict"),
+        cycles=reported("cycle"),
+        attached=ids[attached],
+        component=pd.Series(table.column("component").to_numpy(), index=ids, dtype="int64"),
+    )
