@@ -349,7 +349,10 @@ class SyncJob:
         self.report.profiles_folded += folds.sent
         stats.failed = [*stats.failed, *folds.failed]
         stats.unsent += folds.unsent  # a fold never tried leaves the stream unsettled too
-        self._settle("aliases", rows=_max(rows, "uuid_ts"), stats=stats)
+        # The stage handled every link read (its merges and folds): its cursor is the
+        # newest of them, so the next run folds only what links loaded since then join.
+        newest = [t for t in (_max(rows, "uuid_ts"), _max(self._links, "loaded")) if t]
+        self._settle("aliases", rows=max(newest, default=None), stats=stats)
 
     def _fold_anonymous_profiles(self) -> DeliveryStats:
         """identify {user_id: canonical, previous_id: anonymous id} for each anonymous id
@@ -386,17 +389,14 @@ class SyncJob:
         return self._send("aliases", "identify", items, ack)
 
     def _links_since(self) -> datetime | None:
-        """Links loaded since this time are new to this run; None when every link may be
-        (no cursor yet, full refresh, backfill)."""
+        """Links loaded since this time are new to the aliases stage (which folds what they
+        join); None when every link may be (no cursor yet, full refresh, backfill)."""
         if self.options.backfill is not None:
             return None
-        cursors = [
-            self._cursors.get(CURSOR_TABLES[stream], self._cursors.get(stream))
-            for stream in STREAMS
-        ]
-        if any(cursor is None for cursor in cursors):
+        cursor = self._cursors.get(CURSOR_TABLES["aliases"])
+        if cursor is None:
             return None
-        return min(cursors) - timedelta(hours=self.settings.lookback_hours)
+        return cursor - timedelta(hours=self.settings.lookback_hours)
 
     def _touched_by_links(self, window: Window) -> pd.Series:
         """Both ids of every link seen in the window: a link can move an id's rows to

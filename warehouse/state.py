@@ -379,6 +379,7 @@ class StateStore:
             staging=staging,
             delivered="delivered",
             fingerprints="user_fingerprints",
+            anonymous_profiles="anonymous_profiles",
         )
 
     def _among(
@@ -427,6 +428,13 @@ class StateStore:
         """Which of these ids Connect holds a profile for from an earlier run: a
         fingerprint (an identify was delivered) or an anonymous-profile mark."""
         ids = list(dict.fromkeys(user_ids))
+        tables = [self.table(name) for name in ("user_fingerprints", "anonymous_profiles")]
+        if not ids or not any(self._has_rows(table) for table in tables):
+            return set()
+        params = {"source_schema": self.source_schema}
+        staged = self._among(ids, "state_profiles_among", params, ["user_id"])
+        if staged is not None:
+            return set(staged["user_id"])
         found: set[str] = set()
         for name in ("user_fingerprints", "anonymous_profiles"):
             table = self.table(name)
