@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from transforms.identity import resolve_identities
 
@@ -82,8 +83,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
-            f"{len(links):>10,} {len(graph.canonical):>10,} "
-            f"{graph.canonical.nunique():>9,} {len(graph.conflicts):>9,} "
+            f"{len(links):>10,} {len(graph):>10,} "
+            f"{pc.count_distinct(graph.roots).as_py():>9,} {len(graph.conflicts):>9,} "
             f"{len(graph.cycles):>6,} {seconds:>8.2f} {len(links) / seconds:>10,.0f} "
             f"{peak_mb:>7,.0f}MB"
         )

@@ -361,21 +361,20 @@ class SyncJob:
         profile's traits and events to the user. Ids moved by an alias row are left to
         its merge call. Folded ids lose their fingerprint: they are no profile any more."""
         assert self.graph is not None and self._links is not None
-        candidates = self.graph.attached
         since = self._links_since()
-        if since is not None and len(candidates):
+        among = None
+        if since is not None:
             loaded = _times(self._links["loaded"])
             recent = self._links[(loaded >= since).fillna(False).to_numpy(dtype=bool)]
-            candidates = candidates.intersection(
-                pd.Index(pd.concat([recent["from_id"], recent["to_id"]]).astype(str).unique())
-            )
+            among = pd.concat([recent["from_id"], recent["to_id"]])
+        candidates = self.graph.attached_among(among)
         if self.scoped and len(candidates):
-            canonical = pd.Series(self.graph.canonical.reindex(candidates).to_numpy(dtype=object))
+            canonical = self.graph.resolve(pd.Series(candidates, dtype=object))
             candidates = candidates[self._in_scope(canonical).to_numpy(dtype=bool)]
         stale = sorted(self.state.profiles_among(candidates)) if len(candidates) else []
         if not stale:
             return DeliveryStats()
-        canonical = self.graph.canonical.reindex(stale).tolist()
+        canonical = self.graph.resolve(pd.Series(stale, dtype=object)).tolist()
         items = [
             (anon, {"user_id": user, "previous_id": anon})
             for anon, user in zip(stale, canonical, strict=True)

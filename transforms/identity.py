@@ -25,7 +25,7 @@ with their ids so a person can decide.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -40,47 +40,71 @@ LINK_KINDS = ("alias", "identify", "track")
 
 @dataclass(frozen=True)
 class IdentityGraph:
-    """The resolved identities of one source schema.
+    """The resolved identities of one source schema, as aligned Arrow/numpy columns.
 
-    `canonical` maps every linked id to its canonical id (canonical ids map to themselves;
-    ids with no links are absent and resolve to themselves). `attached` lists the ids that
-    resolve to another id without an alias of their own (anonymous ids joined to a user by
-    identify/track rows). `conflicts` and `cycles` list the groups to report: one row per
-    group with `ids` (every id of it) and `canonical_ids` (its canonical ids). `component`
-    numbers the connected groups of linked ids (index: every linked id), so that new links
-    re-resolve only the groups they touch (`update_identities`).
+    `ids` lists every linked id and `roots` its canonical id (canonical ids map to
+    themselves; ids with no links are absent and resolve to themselves). `attached_mask`
+    marks the ids that resolve to another id without an alias of their own (anonymous ids
+    joined to a user by identify/track rows). `labels` numbers the connected groups of
+    linked ids, so that new links re-resolve only the groups they touch
+    (`update_identities`). `conflicts` and `cycles` list the groups to report: one row per
+    group with `ids` (every id of it) and `canonical_ids` (its canonical ids).
+
+    Nothing here holds a Python object per id: at millions of ids the pandas views
+    (`canonical`, `attached`, `component`) are built only when asked for.
     """
 
-    canonical: pd.Series
+    ids: pa.Array
+    roots: pa.Array
     conflicts: pd.DataFrame
     cycles: pd.DataFrame
-    attached: pd.Index = field(default_factory=lambda: pd.Index([], dtype=object))
-    component: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))
+    attached_mask: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
     def resolve(self, ids: pd.Series) -> pd.Series:
         """The canonical id of each id (itself when it has no links); nulls stay null.
 
         One Arrow hash lookup (`index_in`) over the whole column: 4-6x faster than
         `Series.map` on object ids at millions of rows."""
-        keys, canonical = self._lookup
         values = _strings(ids)
-        mapped = pc.coalesce(pc.take(canonical, pc.index_in(values, value_set=keys)), values)
+        found = pc.index_in(values, value_set=self.ids)
+        mapped = pc.coalesce(pc.take(self.roots, found), values)
         resolved = pd.Series(pd.arrays.ArrowExtensionArray(mapped), index=ids.index)
         return resolved.astype(ids.dtype)
 
-    @cached_property
-    def _lookup(self) -> tuple[pa.Array, pa.Array]:
-        """Linked ids and their canonical ids as Arrow strings, built once per graph."""
-        return (
-            pa.array(self.canonical.index.to_numpy(dtype=object), pa.large_string()),
-            pa.array(self.canonical.to_numpy(dtype=object), pa.large_string()),
-        )
-
     def members(self, canonical_ids: pd.Series | list[str]) -> pd.Series:
         """Every id, canonical ones included, of the given groups."""
-        wanted = pd.Index(pd.unique(pd.Series(canonical_ids, dtype=object).dropna()))
-        linked = self.canonical[self.canonical.isin(wanted)].index
-        return pd.Series(wanted.union(pd.Index(linked)), dtype=object)
+        wanted = pd.Series(canonical_ids, dtype=object).dropna()
+        wanted = _strings(pd.Series(pd.unique(wanted), dtype=object))
+        linked = self.ids.filter(pc.is_in(self.roots, value_set=wanted))
+        both = pc.unique(pa.concat_arrays([wanted, linked]))
+        return pd.Series(np.sort(both.to_numpy(zero_copy_only=False)), dtype=object)
+
+    def attached_among(self, ids: pd.Series | None = None) -> pd.Index:
+        """The attached ids (see the class docstring), of `ids` only when given."""
+        wanted = pa.array(self.attached_mask)
+        if ids is not None:
+            wanted = pc.and_(wanted, pc.is_in(self.ids, value_set=_strings(ids.dropna())))
+        return pd.Index(self.ids.filter(wanted).to_pylist(), dtype=object)
+
+    @cached_property
+    def canonical(self) -> pd.Series:
+        """Canonical id by linked id, as a Series of Python strings."""
+        index = pd.Index(self.ids.to_numpy(zero_copy_only=False), dtype=object)
+        return pd.Series(self.roots.to_numpy(zero_copy_only=False), index=index, dtype=object)
+
+    @property
+    def attached(self) -> pd.Index:
+        return self.attached_among()
+
+    @cached_property
+    def component(self) -> pd.Series:
+        """Group label by linked id."""
+        index = pd.Index(self.ids.to_numpy(zero_copy_only=False), dtype=object)
+        return pd.Series(self.labels, index=index, dtype="int64")
 
     def examples(self, limit: int = 5) -> list[str]:
         """A few conflicts and cycles, one readable line each, for the report and the log."""
@@ -144,7 +168,7 @@ def _strings(values: pd.Series) -> pa.Array:
     return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
-def _encode(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def _encode(ids: pa.Array) -> tuple[np.ndarray, pa.Array]:
     """Integer codes numbering the distinct ids in sorted order, and those ids.
 
     Sorted codes make every tie-break deterministic whatever order the SQL returned;
@@ -154,8 +178,7 @@ def _encode(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
     codes = rank[np.asarray(encoded.indices, dtype=np.int64)]
-    nodes = encoded.dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False)
-    return codes, np.asarray(nodes, dtype=object)
+    return codes, encoded.dictionary.take(pa.array(order))
 
 
 def _last_per_group(groups: np.ndarray, *keys: np.ndarray) -> np.ndarray:
@@ -208,21 +231,22 @@ def resolve_identities(links: pd.DataFrame) -> IdentityGraph:
             break
         parent = grand
 
-    index = pd.Index(nodes, dtype=object)
-    canonical = pd.Series(nodes[parent], index=index, dtype=object)
-    attached = pd.Index(nodes[(parent != np.arange(n)) & ~aliased], dtype=object)
     component = _components(src, dst, n)
     return IdentityGraph(
-        canonical=canonical,
+        ids=nodes,
+        roots=nodes.take(pa.array(parent)),
         conflicts=_conflicts(component, parent, nodes),
         cycles=_alias_cycles(src[is_alias], dst[is_alias], parent, nodes),
-        attached=attached,
-        component=pd.Series(component, index=index, dtype="int64"),
+        attached_mask=(parent != np.arange(n)) & ~aliased,
+        labels=component,
     )
 
 
 def empty_graph() -> IdentityGraph:
-    return IdentityGraph(pd.Series(dtype=object), _empty_groups(), _empty_groups())
+    none = pa.array([], pa.large_string())
+    return IdentityGraph(
+        none, none, _empty_groups(), _empty_groups(), np.zeros(0, bool), np.zeros(0, np.int64)
+    )
 
 
 def update_identities(
@@ -233,25 +257,30 @@ def update_identities(
     Resolution is decided within each connected group, so only the groups the new links
     touch are resolved again (with every link they hold); every other id keeps its
     canonical id. The result equals `resolve_identities` of all the links, up to the
-    numbering of groups.
+    order of ids and the numbering of groups.
     """
     fresh = _usable_ids(new)
     if not len(fresh):
         return graph
-    hit = graph.component.reindex(fresh).dropna().unique()
-    moved = graph.component.index[graph.component.isin(hit).to_numpy(dtype=bool)]
-    affected = moved.union(fresh)
-    touching = links["from_id"].isin(moved) | links["to_id"].isin(moved)
-    part = resolve_identities(pd.concat([links[touching.to_numpy(dtype=bool)], new]))
-    offset = int(graph.component.max()) + 1 if len(graph.component) else 0
-    kept = ~graph.canonical.index.isin(moved)
-    kept_components = ~graph.component.index.isin(moved)
+    found = pc.index_in(fresh, value_set=graph.ids).drop_null().to_numpy()
+    moving = np.isin(graph.labels, np.unique(graph.labels[found]))
+    moved = graph.ids.filter(pa.array(moving))
+    touching = pc.or_(
+        pc.is_in(_strings(links["from_id"]), value_set=moved),
+        pc.is_in(_strings(links["to_id"]), value_set=moved),
+    )
+    old = links[np.asarray(pc.fill_null(touching, False), dtype=bool)]
+    part = resolve_identities(pd.concat([old, new]))
+    offset = int(graph.labels.max()) + 1 if len(graph.labels) else 0
+    keep = pa.array(~moving)
+    affected = set(moved.to_pylist()) | set(fresh.to_pylist())
     return IdentityGraph(
-        canonical=pd.concat([graph.canonical[kept], part.canonical]),
+        ids=pa.concat_arrays([graph.ids.filter(keep), part.ids]),
+        roots=pa.concat_arrays([graph.roots.filter(keep), part.roots]),
         conflicts=_merge_groups(graph.conflicts, part.conflicts, affected, offset),
         cycles=_merge_groups(graph.cycles, part.cycles, affected, offset),
-        attached=graph.attached.difference(moved).union(part.attached),
-        component=pd.concat([graph.component[kept_components], part.component + offset]),
+        attached_mask=np.concatenate([graph.attached_mask[~moving], part.attached_mask]),
+        labels=np.concatenate([graph.labels[~moving], part.labels + offset]),
     )
 
 
@@ -269,17 +298,15 @@ def merge_links(links: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return merged.to_pandas(types_mapper=pd.ArrowDtype)
 
 
-def _usable_ids(links: pd.DataFrame) -> pd.Index:
-    """Both ids of every link that joins two different ids."""
-    usable = links["from_id"].notna() & links["to_id"].notna()
-    usable &= links["from_id"].astype(object) != links["to_id"].astype(object)
-    usable = usable.to_numpy(dtype=bool)
-    ids = pd.concat([links["from_id"][usable], links["to_id"][usable]]).astype(object)
-    return pd.Index(ids.unique(), dtype=object)
+def _usable_ids(links: pd.DataFrame) -> pa.Array:
+    """Both ids of every link that joins two different ids, once each."""
+    from_ids, to_ids = _strings(links["from_id"]), _strings(links["to_id"])
+    usable = pc.fill_null(pc.not_equal(from_ids, to_ids), False)
+    return pc.unique(pa.concat_arrays([from_ids.filter(usable), to_ids.filter(usable)]))
 
 
 def _merge_groups(
-    old: pd.DataFrame, new: pd.DataFrame, affected: pd.Index, offset: int
+    old: pd.DataFrame, new: pd.DataFrame, affected: set[str], offset: int
 ) -> pd.DataFrame:
     """Reported groups: the old ones no affected id is part of, then the re-resolved ones."""
     untouched = [not any(i in affected for i in ids) for ids in old["ids"]]  # few groups
@@ -320,7 +347,7 @@ def _components(src: np.ndarray, dst: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(component, dtype=np.int64)
 
 
-def _conflicts(component: np.ndarray, parent: np.ndarray, nodes: np.ndarray) -> pd.DataFrame:
+def _conflicts(component: np.ndarray, parent: np.ndarray, nodes: pa.Array) -> pd.DataFrame:
     """Groups of linked ids (connected components) holding more than one canonical id."""
     roots = pd.DataFrame({"component": component, "root": parent}).drop_duplicates()
     per_component = roots["component"].value_counts()
@@ -329,7 +356,7 @@ def _conflicts(component: np.ndarray, parent: np.ndarray, nodes: np.ndarray) -> 
 
 
 def _alias_cycles(
-    src: np.ndarray, dst: np.ndarray, parent: np.ndarray, nodes: np.ndarray
+    src: np.ndarray, dst: np.ndarray, parent: np.ndarray, nodes: pa.Array
 ) -> pd.DataFrame:
     """Ids that aliases lead around in a circle (A -> B -> A), one row per cycle."""
     n = len(nodes)
@@ -343,14 +370,18 @@ def _alias_cycles(
 
 
 def _groups(
-    label: np.ndarray, parent: np.ndarray, nodes: np.ndarray, wanted: np.ndarray | pd.Index
+    label: np.ndarray, parent: np.ndarray, nodes: pa.Array, wanted: np.ndarray | pd.Index
 ) -> pd.DataFrame:
     """One row per wanted label: sorted member ids and sorted canonical ids."""
     if not len(wanted):
         return _empty_groups()
     members = np.flatnonzero(np.isin(label, np.asarray(wanted)))
     frame = pd.DataFrame(
-        {"component": label[members], "id": nodes[members], "root": nodes[parent[members]]}
+        {
+            "component": label[members],
+            "id": nodes.take(pa.array(members)).to_numpy(zero_copy_only=False),
+            "root": nodes.take(pa.array(parent[members])).to_numpy(zero_copy_only=False),
+        }
     ).sort_values(["component", "id"], kind="stable")
     grouped = frame.groupby("component", sort=True)
     ids = grouped["id"].agg(list)

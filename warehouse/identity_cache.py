@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from transforms.identity import IdentityGraph
@@ -131,13 +133,12 @@ def _replace(path: Path, data: bytes) -> None:
 
 
 def _graph_table(graph: IdentityGraph) -> pa.Table:
-    ids = graph.canonical.index
     return pa.table(
         {
-            "id": pa.array(ids.to_numpy(dtype=object), _ID),
-            "canonical": pa.array(graph.canonical.to_numpy(dtype=object), _ID),
-            "component": pa.array(graph.component.reindex(ids).to_numpy(dtype="int64")),
-            "attached": pa.array(ids.isin(graph.attached)),
+            "id": graph.ids,
+            "canonical": graph.roots,
+            "component": pa.array(graph.labels),
+            "attached": pa.array(graph.attached_mask),
         }
     )
 
@@ -160,11 +161,11 @@ def _groups_table(graph: IdentityGraph) -> pa.Table:
 
 
 def _graph(table: pa.Table, groups: pa.Table) -> IdentityGraph:
-    ids = pd.Index(table.column("id").to_numpy(), dtype=object)
-    attached = table.column("attached").to_numpy()
+    def column(name: str) -> pa.Array:
+        return table.column(name).combine_chunks()
 
     def reported(kind: str) -> pd.DataFrame:
-        part = groups.filter(pa.compute.equal(groups.column("report"), kind))
+        part = groups.filter(pc.equal(groups.column("report"), kind))
         return pd.DataFrame(
             {
                 "component": pd.Series(part.column("component").to_numpy(), dtype="int64"),
@@ -174,9 +175,10 @@ def _graph(table: pa.Table, groups: pa.Table) -> IdentityGraph:
         )
 
     return IdentityGraph(
-        canonical=pd.Series(table.column("canonical").to_numpy(), index=ids, dtype=object),
+        ids=column("id"),
+        roots=column("canonical"),
         conflicts=reported("conflict"),
         cycles=reported("cycle"),
-        attached=ids[attached],
-        component=pd.Series(table.column("component").to_numpy(), index=ids, dtype="int64"),
+        attached_mask=np.asarray(column("attached").to_numpy(zero_copy_only=False), dtype=bool),
+        labels=np.asarray(column("component").to_numpy(), dtype=np.int64),
     )
