@@ -338,9 +338,10 @@ class SyncJob:
         if noop.any():
             log.info("aliases: %s rows merge an id into itself (alias cycles)", int(noop.sum()))
             self._ack_delivered("alias")(message_ids[noop].tolist())
-        items = [
+        columns = (message_ids[~noop], target[~noop], previous[~noop])
+        items = [  # from lists: iterating Arrow-backed Series costs ~1 us a value
             (m, {"user_id": u, "previous_id": p})
-            for m, u, p in zip(message_ids[~noop], target[~noop], previous[~noop], strict=True)
+            for m, u, p in zip(*(c.tolist() for c in columns), strict=True)
         ]
         stats = self._send("aliases", "identify", items, self._ack_delivered("alias"))
         self.report.merges_sent += stats.sent
@@ -523,7 +524,7 @@ class SyncJob:
         """The own table of each event in the window (`id` and property columns, one row
         per message id), kept as compact Arrow frames; dicts are built per chunk."""
         tables = {}
-        for table in sorted(set(tracks["event"].dropna().astype(str))):
+        for table in sorted(str(name) for name in tracks["event"].dropna().unique()):
             frame = self.source.event_properties(table, window)
             if frame is not None and len(frame):
                 tables[table] = frame.drop_duplicates("id", keep="last").reset_index(drop=True)

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
@@ -270,9 +271,11 @@ class StateStore:
 
     def delivered_among(self, kind: str, message_ids: Iterable[str]) -> set[str]:
         """Which of these message ids were delivered already (a join for large sets)."""
-        ids = _unique_keys(message_ids)
         delivered = self.table("delivered")
-        if not len(ids) or not self._has_rows(delivered, kind=kind):
+        if not self._has_rows(delivered, kind=kind):
+            return set()
+        ids = _unique_keys(message_ids)
+        if not ids:
             return set()
         params = {"source_schema": self.source_schema, "kind": kind}
         found = self._among(ids, "state_delivered_among", params, ["message_id"])
@@ -291,9 +294,11 @@ class StateStore:
 
     def fingerprints(self, user_ids: Iterable[str]) -> dict[str, str]:
         """The fingerprint of the last payload delivered for each of these users."""
-        ids = _unique_keys(user_ids)
         table = self.table("user_fingerprints")
-        if not len(ids) or not self._has_rows(table):
+        if not self._has_rows(table):
+            return {}
+        ids = _unique_keys(user_ids)
+        if not ids:
             return {}
         params = {"source_schema": self.source_schema}
         found = self._among(ids, "state_fingerprints_among", params, ["user_id", "fingerprint"])
@@ -589,8 +594,8 @@ STAGE_MIN = 2_000
 def _unique_keys(keys: Iterable[str]) -> list[str]:
     """Distinct non-null keys as strings, in first-seen order."""
     series = keys if isinstance(keys, pd.Series) else pd.Series(list(keys), dtype=object)
-    series = series.dropna()
-    return list(dict.fromkeys(series.astype(str).tolist()))
+    strings = pa.array(series.dropna().astype(pd.ArrowDtype(pa.large_string())))
+    return pc.unique(strings).to_pylist()  # Arrow keeps the first-seen order
 
 
 @contextmanager
