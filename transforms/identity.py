@@ -204,7 +204,8 @@ def resolve_identities(links: pd.DataFrame) -> IdentityGraph:
     if not keep.any():
         return empty_graph()
     mask = pa.array(keep)
-    is_alias = links["kind"].astype(str).to_numpy(dtype=object)[keep] == "alias"
+    kinds = pa.array(links["kind"].astype(pd.ArrowDtype(pa.string())))
+    is_alias = np.asarray(pc.fill_null(pc.equal(kinds, "alias"), False), dtype=bool)[keep]
     ts = _epoch_us(links["ts"])[keep]
 
     codes, nodes = _encode(pa.concat_arrays([from_ids.filter(mask), to_ids.filter(mask)]))
