@@ -9,6 +9,9 @@ interpreter and Prefect start-up are not part of it) and prints what it did.
     python benchmarks/incremental.py --users 100000
     python benchmarks/incremental.py --workdir /tmp/inc   # keep the synced warehouse, and
                                                           # reuse it on the next call
+    python benchmarks/incremental.py --new-rows 1000      # before each run, 1,000 users of
+                                                          # the warehouse sign in on a new
+                                                          # device (identify + track each)
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import duckdb
 
 from connect.sandbox.server import start_sandbox_process
 from connect_sync.settings import Settings
@@ -38,6 +43,13 @@ def main() -> None:
         type=Path,
         help="keep the warehouse and its state here; a later call with the same directory "
         "skips building and the initial sync",
+    )
+    parser.add_argument(
+        "--new-rows",
+        type=int,
+        default=0,
+        help="before each run, load this many identify rows (an existing user on a new "
+        "anonymous id: a new link) and as many track rows",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -72,19 +84,46 @@ def main() -> None:
                 print(f"reusing the warehouse and state synced in {tmp}")
             requests_before = sandbox.stats()["requests"]
             for attempt in range(1, args.runs + 1):
+                if args.new_rows:
+                    load_new_rows(path, args.new_rows, seed=attempt)
                 started = time.perf_counter()
                 report = run_sync(settings, SyncOptions())
                 seconds = time.perf_counter() - started
+                new = f"{args.new_rows:,} new rows per table" if args.new_rows else "no new rows"
                 print(
-                    f"incremental run {attempt}, no new rows: {seconds:.2f} s job time "
-                    f"({report.status}); users considered {report.users_considered:,}, "
-                    f"unchanged {report.users_unchanged:,}, sent {report.users_sent}; "
-                    f"events read {report.events_read:,}, sent {report.events_sent}"
+                    f"incremental run {attempt}, {new}: {seconds:.2f} s job time "
+                    f"({report.status}); identity graph {report.identity_graph} "
+                    f"({report.identity_links_read:,} links read); "
+                    f"users considered {report.users_considered:,}, "
+                    f"unchanged {report.users_unchanged:,}, sent {report.users_sent:,}; "
+                    f"events read {report.events_read:,}, sent {report.events_sent:,}"
                 )
             sent = sandbox.stats()["requests"] - requests_before
             print(f"requests sent by the incremental runs: {sent}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {peak:,.0f} MB")
+
+
+def load_new_rows(path: Path, count: int, seed: int) -> None:
+    """Existing users sign in on a new device: per user one identify (new anonymous id,
+    its user id) and one track under both ids, loaded a minute after the newest row."""
+    con = duckdb.connect(str(path))
+    try:
+        for table in ("identifies", "tracks"):
+            con.execute(
+                f"""
+                INSERT INTO segment.{table} BY NAME
+                SELECT * REPLACE (
+                    'bench-{seed}-' || id AS id,
+                    'anon-bench-{seed}-' || user_id AS anonymous_id,
+                    (SELECT max(uuid_ts) FROM segment.{table}) + INTERVAL 1 MINUTE AS uuid_ts
+                )
+                FROM (SELECT * FROM segment.{table} WHERE user_id IS NOT NULL)
+                USING SAMPLE {int(count)} ROWS (reservoir, {int(seed)})
+                """
+            )
+    finally:
+        con.close()
 
 
 if __name__ == "__main__":

@@ -88,7 +88,8 @@ class IdentityCache:
         )
 
     def save(self, cached: CachedIdentities) -> None:
-        """Replace the cache; each file is written aside and renamed, meta.json last."""
+        """Replace the cache: each file is written aside and renamed, meta.json last (it
+        names the token the other files must carry)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         token = uuid.uuid4().hex
         links = pa.Table.from_pandas(cached.links, preserve_index=False)
@@ -116,19 +117,23 @@ class IdentityCache:
         return table if stored == token else None  # a file of another save: not ours
 
     def _write(self, name: str, table: pa.Table, token: str) -> None:
+        """Written aside, then renamed over the old file. Not fsynced: a file cut short by
+        a crash fails to read or carries another token, and the cache is rebuilt."""
         table = table.replace_schema_metadata({"token": token})
-        sink = pa.BufferOutputStream()
-        with ipc.new_file(sink, table.schema) as writer:
+        path = self.directory / f"{name}.arrow"
+        aside = _aside(path)
+        with pa.OSFile(str(aside), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
-        _replace(self.directory / f"{name}.arrow", sink.getvalue().to_pybytes())
+        os.replace(aside, path)
+
+
+def _aside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 def _replace(path: Path, data: bytes) -> None:
-    aside = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(aside, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
+    aside = _aside(path)
+    aside.write_bytes(data)
     os.replace(aside, path)
 
 

@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transforms.identity import IdentityGraph, empty_links, resolve_identities, update_identities
+from transforms.identity import (
+    IdentityGraph,
+    empty_links,
+    merge_links,
+    resolve_identities,
+    update_identities,
+)
 
 T0 = pd.Timestamp("2026-11-01", tz="UTC")
 
@@ -277,3 +283,26 @@ def test_updating_with_no_new_links_keeps_the_graph() -> None:
     old = links(("anon", "u1", "identify", 1), ("a", "b", "alias", 2), ("b", "a", "alias", 3))
     graph = resolve_identities(old)
     assert update_identities(graph, old, empty_links()) is graph
+
+
+def test_resolve_hashes_either_side_alike() -> None:
+    rows = [(f"anon-{n}", f"u{n % 7}", "identify", n) for n in range(60)]
+    rows += [("u1", "u2", "alias", 100)]
+    graph = resolve_identities(links(*rows))
+    few = pd.Series(["anon-8", "stranger", None, "u1"], dtype="string")  # hashed: these 4
+    many = pd.Series([*graph.canonical.index, "stranger", None], dtype="string")  # the graph
+    assert graph.resolve(few).tolist() == ["u2", "stranger", pd.NA, "u2"]
+    expected = [graph.canonical.get(i, i) if i is not None else pd.NA for i in many]
+    assert graph.resolve(many).tolist() == expected
+
+
+def test_merged_links_keep_one_row_per_pair_with_the_latest_times() -> None:
+    def with_loaded(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(loaded=frame["ts"] + pd.Timedelta(minutes=1))
+
+    old = with_loaded(links(("a", "u1", "identify", 1), ("b", "u1", "track", 2)))
+    new = with_loaded(links(("a", "u1", "identify", 5), ("c", "u2", "identify", 6)))
+    merged = merge_links(old, new).sort_values(["from_id", "kind"]).reset_index(drop=True)
+    assert merged["from_id"].tolist() == ["a", "b", "c"]
+    assert merged["ts"].tolist() == [T0 + pd.Timedelta(minutes=m) for m in (5, 2, 6)]
+    assert merged["loaded"].tolist() == [T0 + pd.Timedelta(minutes=m) for m in (6, 3, 7)]
