@@ -143,7 +143,12 @@ class SegmentSource:
             for k, v in params.items()
             if isinstance(v, datetime)
         ]
-        binds += [bindparam(k, expanding=True) for k, v in params.items() if isinstance(v, list)]
+        # A list is an IN list (expanding), except `*_list`: one array parameter.
+        binds += [
+            bindparam(k, expanding=not k.endswith("_list"))
+            for k, v in params.items()
+            if isinstance(v, list)
+        ]
         return clause.bindparams(*binds) if binds else clause
 
     def _read(self, name: str, params: dict | None = None, **identifiers: Any) -> pd.DataFrame:
@@ -212,6 +217,14 @@ class SegmentSource:
             yield from self._iter("identifies_all", identifies="identifies", columns=columns)
             return
         ids = list(dict.fromkeys(ids))
+        if self.engine.dialect.name == "duckdb":  # all ids as one list parameter
+            yield from self._iter(
+                "identifies_for_ids",
+                {"id_list": ids},
+                identifies="identifies",
+                columns=columns,
+            )
+            return
         for i in range(0, max(len(ids), 1), ID_CHUNK):
             yield from self._iter(
                 "identifies_for_ids",

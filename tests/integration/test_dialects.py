@@ -40,6 +40,8 @@ def _dialect(name: str) -> sa.Dialect:
 
 def _statements(source: SegmentSource) -> dict[str, tuple[sa.TextClause, dict]]:
     w = WINDOW.params
+    # DuckDB's own statement takes the ids as one list parameter (see iter_identifies)
+    ids = {"id_list" if source.engine.dialect.name == "duckdb" else "ids": ["a", "b"]}
     tables = {"aliases": "aliases", "identifies": "identifies", "tracks": "tracks"}
     link_stats = {f"{kind}_until": WINDOW.until for kind in ("alias", "identify", "track")}
     links_loaded = link_stats | {
@@ -73,13 +75,8 @@ def _statements(source: SegmentSource) -> dict[str, tuple[sa.TextClause, dict]]:
             {},
         ),
         "identifies_for_ids": (
-            source.clause(
-                "identifies_for_ids",
-                {"ids": ["a", "b"]},
-                identifies="identifies",
-                columns=COLUMNS,
-            ),
-            {"ids": ["a", "b"]},
+            source.clause("identifies_for_ids", ids, identifies="identifies", columns=COLUMNS),
+            ids,
         ),
         "tracks_window": (source.clause("tracks_window", w, tracks="tracks", window="uuid_ts"), w),
         "event_properties": (
