@@ -34,38 +34,11 @@ def _scalar(kind: pa.DataType) -> bool:
     )
 
 
-def _encoded_by_polars(kind: pa.DataType) -> bool:
+def _written_by_polars(kind: pa.DataType) -> bool:
     """Types whose JSON text polars writes exactly as orjson does (no keys, no NaN)."""
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return _scalar(kind.value_type)
     return _scalar(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
-
-
-def arrow_json(array: pa.Array) -> pl.Series:
-    """JSON text of each value of an Arrow array of JSON-ready values; null stays null.
-
-    Nested objects (structs, maps) go through orjson value by value (keys sorted).
-    """
-    kind = array.type
-    if not _encoded_by_polars(kind):
-        return python_json(array.to_pylist(), missing_mask(array))
-    series = pl.from_arrow(array)
-    assert isinstance(series, pl.Series)
-    if pa.types.is_null(kind):
-        return pl.Series(series.name, [None] * len(series), dtype=_TEXT)
-    if pa.types.is_integer(kind):
-        return series.cast(_TEXT)
-    if pa.types.is_boolean(kind):
-        return pl.select(
-            pl.when(series).then(pl.lit("true")).when(series.not_()).then(pl.lit("false"))
-        ).to_series()
-    if pa.types.is_floating(kind):  # polars writes floats as orjson does; NaN and inf: null
-        finite = pl.when(series.is_finite()).then(series.cast(pl.Float64).cast(_TEXT))
-        return pl.select(finite).to_series()
-    # strings and lists of scalars: polars' JSON writer, without the wrapping object
-    frame = pl.DataFrame({"v": series})
-    encoded = pl.struct("v").struct.json_encode().str.strip_prefix('{"v":').str.strip_suffix("}")
-    return frame.select(pl.when(pl.col("v").is_not_null()).then(encoded)).to_series()
 
 
 def python_json(values: Sequence[object], missing: np.ndarray) -> pl.Series:
@@ -76,26 +49,44 @@ def python_json(values: Sequence[object], missing: np.ndarray) -> pl.Series:
     return pl.from_arrow(taken.cast(pa.string()))  # type: ignore[return-value]
 
 
-def field_json(field: Field) -> pl.Series:
-    """JSON text of a field's values, null where the key is left out."""
+def _column(field: Field) -> tuple[pl.Series, bool]:
+    """The field's values as a polars column, null where the key is left out, and whether
+    they are JSON text already (encoded fields; values only orjson writes exactly)."""
     values, missing = field.values, field.missing
-    if not isinstance(values, pa.Array | pl.Series):
-        return python_json(values, missing)
+    if isinstance(values, pl.Series):
+        values = values.cast(_TEXT) if field.encoded else values.to_arrow()
     if isinstance(values, pa.Array):
         if missing.any() and values.null_count != np.count_nonzero(missing):
             values = null_where(values, missing)
-        values = pl.from_arrow(values) if field.encoded else values
-    if field.encoded:
-        series = values.cast(_TEXT)
-    else:
-        series = arrow_json(values.to_arrow() if isinstance(values, pl.Series) else values)
-    if missing.any() and series.null_count() != np.count_nonzero(missing):
-        series = pl.select(pl.when(pl.Series(~missing)).then(series)).to_series()
-    return series
+        if field.encoded:
+            return pl.from_arrow(values).cast(_TEXT), True  # type: ignore[union-attr]
+        if not _written_by_polars(values.type):  # structs, maps, ...: orjson, keys sorted
+            return python_json(values.to_pylist(), missing_mask(values)), True
+        return pl.from_arrow(values), False  # type: ignore[return-value]
+    if isinstance(values, pl.Series):
+        masked = pl.select(pl.when(pl.Series(~missing)).then(values)).to_series()
+        return (masked if missing.any() else values), True
+    return python_json(values, missing), True
 
 
-def _key(key: str) -> str:
-    return orjson.dumps(key).decode() + ":"
+def _piece(key: str, name: str, dtype: pl.DataType, encoded: bool) -> pl.Expr:
+    """`"key":value` for each row of column `name`, null where the value is."""
+    value = pl.col(name)
+    prefix = pl.lit(orjson.dumps(key).decode() + ":")
+    if encoded:
+        return pl.concat_str([prefix, value])
+    if dtype == pl.Null:
+        return pl.lit(None, _TEXT)
+    if dtype.is_integer():
+        return pl.concat_str([prefix, value.cast(_TEXT)])
+    if dtype.is_float():  # polars writes floats as orjson does; NaN and inf are left out
+        return pl.when(value.is_finite()).then(pl.concat_str([prefix, value.cast(_TEXT)]))
+    if dtype == pl.Boolean:
+        text = pl.when(value).then(pl.lit("true")).when(value.not_()).then(pl.lit("false"))
+        return pl.concat_str([prefix, text])
+    # strings and lists: polars' JSON writer, on a one-key object named `key`
+    member = pl.struct(value.alias(key)).struct.json_encode()
+    return pl.when(value.is_not_null()).then(member.str.strip_prefix("{").str.strip_suffix("}"))
 
 
 def json_objects(fields: Sequence[Field], n: int) -> pl.Series:
@@ -104,12 +95,16 @@ def json_objects(fields: Sequence[Field], n: int) -> pl.Series:
     fields = sorted((f for f in fields if not f.missing.all()), key=lambda f: f.key) if n else []
     if not fields:
         return pl.Series("json", [None] * n, dtype=_TEXT)
-    columns = pl.DataFrame({str(j): field_json(f) for j, f in enumerate(fields)})
-    pieces = [pl.concat_str([pl.lit(_key(f.key)), pl.col(str(j))]) for j, f in enumerate(fields)]
-    body = columns.select(pl.concat_str(pieces, separator=",", ignore_nulls=True)).to_series()
-    return pl.select(
-        pl.when(body != "").then(pl.concat_str([pl.lit("{"), body, pl.lit("}")])).alias("json")
-    ).to_series()
+    columns = [_column(f) for f in fields]
+    frame = pl.DataFrame({str(j): series for j, (series, _) in enumerate(columns)})
+    pieces = [
+        _piece(f.key, str(j), series.dtype, encoded)
+        for j, (f, (series, encoded)) in enumerate(zip(fields, columns, strict=True))
+    ]
+    present = ~np.logical_and.reduce([f.missing for f in fields])
+    body = pl.concat_str(pieces, separator=",", ignore_nulls=True)
+    wrapped = pl.concat_str([pl.lit("{"), body, pl.lit("}")])
+    return frame.select(pl.when(pl.lit(pl.Series(present))).then(wrapped).alias("json")).to_series()
 
 
 def json_records(fields: Sequence[Field], n: int) -> list[bytes]:

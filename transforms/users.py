@@ -183,6 +183,11 @@ def attributes_of(latest: pd.DataFrame, timezone_used: pd.Series | np.ndarray) -
     return records(attribute_fields(latest, taken), len(latest))
 
 
+def _token_lists(values: list[Any]) -> pa.Array:
+    """Token lists (None: no token on that platform) as an Arrow list column."""
+    return pa.array(values, pa.list_(pa.string()))
+
+
 def identify_payloads(
     latest: pd.DataFrame, tokens: pd.DataFrame, phone_region: str | None = None
 ) -> IdentifyPayloads:
@@ -193,7 +198,7 @@ def identify_payloads(
     attributes = json_objects(attribute_fields(latest, built.timezone_taken), n)
     top = [Field("user_id", built.user_ids)]
     top += [Field(k, v) for k, v in built.columns.items()]
-    top += [Field(k, values, missing) for k, (values, missing) in built.tokens.items()]
+    top += [Field(k, _token_lists(values)) for k, (values, _) in built.tokens.items()]
     top.append(Field("attributes", attributes, encoded=True))
     payloads = json_records(top, n)
     return IdentifyPayloads(built.user_ids.to_pylist(), payloads, built.quality)
