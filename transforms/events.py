@@ -117,11 +117,15 @@ def track_payloads(tracks: pd.DataFrame, properties: pd.Series | None = None) ->
 
 
 def _property_texts(properties: pd.Series, message_ids: list[str]) -> pa.Array:
-    """The properties object (JSON text) of each message, null where it has none."""
-    texts = as_arrow(properties.reindex(message_ids))
+    """The properties object (JSON text) of each message, null where it has none (looked
+    up by message id in Arrow: a pandas reindex costs ~1 us an id)."""
+    texts = as_arrow(properties)
     if texts is None or not (
         pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)
     ):
         raise TypeError("properties must be JSON text per message id (see property_dicts)")
+    keys = pa.array(properties.index.astype(str), pa.string())
+    at = pc.index_in(pa.array(message_ids, pa.string()), value_set=keys)
+    texts = texts.take(at)
     empty = pc.fill_null(pc.equal(texts, "{}"), False)
     return pc.if_else(empty, pa.scalar(None, texts.type), texts)
