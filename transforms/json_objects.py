@@ -46,12 +46,19 @@ def python_json(values: Sequence[object], missing: np.ndarray) -> pl.Series:
     texts = pa.array(list(map(_DUMPS_SORTED, compress(values, ~missing))), pa.binary())
     where = pa.array(np.cumsum(~missing) - 1, mask=missing)
     taken = texts.take(where) if len(texts) else pa.nulls(len(values), pa.binary())
-    return pl.from_arrow(taken.cast(pa.string()))  # type: ignore[return-value]
+    return _series(taken.cast(pa.string()))
+
+
+def _series(array: pa.Array) -> pl.Series:
+    series = pl.from_arrow(array)
+    assert isinstance(series, pl.Series)
+    return series
 
 
 def _column(field: Field) -> tuple[pl.Series, bool]:
     """The field's values as a polars column, null where the key is left out, and whether
-    they are JSON text already (encoded fields; values only orjson writes exactly)."""
+    they are JSON text already (encoded fields, and values polars does not write as orjson
+    does, which orjson writes here one by one)."""
     values, missing = field.values, field.missing
     if isinstance(values, pl.Series):
         values = values.cast(_TEXT) if field.encoded else values.to_arrow()
@@ -59,10 +66,10 @@ def _column(field: Field) -> tuple[pl.Series, bool]:
         if missing.any() and values.null_count != np.count_nonzero(missing):
             values = null_where(values, missing)
         if field.encoded:
-            return pl.from_arrow(values).cast(_TEXT), True  # type: ignore[union-attr]
+            return _series(values).cast(_TEXT), True
         if not _written_by_polars(values.type):  # structs, maps, ...: orjson, keys sorted
             return python_json(values.to_pylist(), missing_mask(values)), True
-        return pl.from_arrow(values), False  # type: ignore[return-value]
+        return _series(values), False
     if isinstance(values, pl.Series):
         masked = pl.select(pl.when(pl.Series(~missing)).then(values)).to_series()
         return (masked if missing.any() else values), True
@@ -80,7 +87,8 @@ def _piece(key: str, name: str, dtype: pl.DataType, encoded: bool) -> pl.Expr:
     if dtype.is_integer():
         return pl.concat_str([prefix, value.cast(_TEXT)])
     if dtype.is_float():  # polars writes floats as orjson does; NaN and inf are left out
-        return pl.when(value.is_finite()).then(pl.concat_str([prefix, value.cast(_TEXT)]))
+        text = value.cast(pl.Float64).cast(_TEXT)
+        return pl.when(value.is_finite()).then(pl.concat_str([prefix, text]))
     if dtype == pl.Boolean:
         text = pl.when(value).then(pl.lit("true")).when(value.not_()).then(pl.lit("false"))
         return pl.concat_str([prefix, text])
@@ -118,12 +126,13 @@ def unix_seconds_json(array: pa.Array) -> pl.Series:
     microsecond (as `values.unix_seconds`); null where missing."""
     ints, unit = epoch_units(array)
     micros = ints * (1_000_000 // unit) if unit <= 1_000_000 else np.floor_divide(ints, 1000)
-    micros_series = pl.Series(micros)
     whole = np.floor_divide(micros, 1_000_000)
+    # numpy's true division, correctly rounded as Python's (polars may multiply by 1e-6)
+    fractional = micros / 1_000_000
     text = pl.select(
         pl.when(pl.Series(micros % 1_000_000 == 0))
         .then(pl.Series(whole).cast(_TEXT))
-        .otherwise((micros_series / 1_000_000).cast(_TEXT))
+        .otherwise(pl.Series(fractional).cast(_TEXT))
     ).to_series()
     missing = missing_mask(array)
     if missing.any():

@@ -1,8 +1,9 @@
 """Column values as JSON-ready values that keep their warehouse type, built column-wise.
 
-Everything here works on whole columns (Arrow arrays, numpy); the only per-value Python
-work is creating the final objects (`to_python`, `records`), which is the serialization
-step of the transform.
+Everything here works on whole columns (Arrow arrays, numpy). Payloads are written as
+JSON text from these values (`transforms.json_objects`); `to_python` and `records` create
+Python objects (one dict per row) where a caller needs dicts, and are the reference the
+JSON objects are tested against.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from transforms.traits import device_tokens, latest_traits
 from transforms.users import _fields, attribute_fields, identify_payloads
 from transforms.values import Field, json_ready, records, unix_seconds
 
+UNITS = ["s", "ms", "us", "ns"]
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -166,7 +167,24 @@ def test_encoded_fields_are_embedded_as_they_are():
     assert out == [b'{"a":true,"x":{"y":1}}', b'{"a":false}']
 
 
-@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-(10**12), 10**12) | st.none(), max_size=20), st.sampled_from(UNITS))
+def test_unix_seconds_json_equal_unix_seconds_at_any_instant(micros, unit):
+    """Fractional seconds as Python divides them (1790825491.818, not ...8179998)."""
+    stamps = pa.array(micros, pa.timestamp("us", tz="UTC"))
+    array = stamps.cast(pa.timestamp(unit, tz="UTC"), safe=False)
+    seconds, missing = unix_seconds(array)
+    pairs = zip(seconds, missing, strict=True)
+    expected = [None if m else orjson.dumps(s).decode() for s, m in pairs]
+    assert unix_seconds_json(array).to_list() == expected
+
+
+def test_unix_seconds_json_of_a_millisecond_stamp():
+    array = pa.array([1_790_825_491_818], pa.timestamp("ms", tz="UTC"))
+    assert unix_seconds_json(array).to_list() == ["1790825491.818"]
+
+
+@pytest.mark.parametrize("unit", UNITS)
 def test_unix_seconds_json_equal_unix_seconds(unit):
     base = datetime(2024, 5, 1, tzinfo=UTC)
     values = [base, base + timedelta(milliseconds=250), None, datetime(1969, 12, 31, tzinfo=UTC)]
