@@ -23,6 +23,8 @@ from transforms.values import Field, epoch_units, missing_mask, null_where
 
 _DUMPS_SORTED = partial(orjson.dumps, option=orjson.OPT_SORT_KEYS)
 _TEXT = pl.String
+#: What a column holds: JSON text already, text that needs no escaping, or typed values.
+JSON, PLAIN_TEXT, VALUES = "json", "plain_text", "values"
 
 
 def _scalar(kind: pa.DataType) -> bool:
@@ -55,10 +57,23 @@ def _series(array: pa.Array) -> pl.Series:
     return series
 
 
-def _column(field: Field) -> tuple[pl.Series, bool]:
-    """The field's values as a polars column, null where the key is left out, and whether
-    they are JSON text already (encoded fields, and values polars does not write as orjson
-    does, which orjson writes here one by one)."""
+def _plain_text(array: pa.Array) -> bool:
+    """Whether no string of the array needs a JSON escape: no control character, `"` or
+    `\\` (92) in its whole data buffer (UTF-8 multi-byte sequences never contain them; a
+    stray byte outside the values only costs the escaping path)."""
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return False
+    data = array.buffers()[2]
+    if data is None or data.size == 0:
+        return True
+    octets = np.frombuffer(data, dtype=np.uint8)
+    return octets.min() >= 0x20 and not (octets == ord('"')).any() and not (octets == 92).any()
+
+
+def _column(field: Field) -> tuple[pl.Series, str]:
+    """The field's values as a polars column, null where the key is left out, and what
+    they are: JSON text already (encoded fields, and values polars does not write as
+    orjson does, which orjson writes here one by one), text without escapes, or values."""
     values, missing = field.values, field.missing
     if isinstance(values, pl.Series):
         values = values.cast(_TEXT) if field.encoded else values.to_arrow()
@@ -66,22 +81,24 @@ def _column(field: Field) -> tuple[pl.Series, bool]:
         if missing.any() and values.null_count != np.count_nonzero(missing):
             values = null_where(values, missing)
         if field.encoded:
-            return _series(values).cast(_TEXT), True
+            return _series(values).cast(_TEXT), JSON
         if not _written_by_polars(values.type):  # structs, maps, ...: orjson, keys sorted
-            return python_json(values.to_pylist(), missing_mask(values)), True
-        return _series(values), False
+            return python_json(values.to_pylist(), missing_mask(values)), JSON
+        return _series(values), PLAIN_TEXT if _plain_text(values) else VALUES
     if isinstance(values, pl.Series):
         masked = pl.select(pl.when(pl.Series(~missing)).then(values)).to_series()
-        return (masked if missing.any() else values), True
-    return python_json(values, missing), True
+        return (masked if missing.any() else values), JSON
+    return python_json(values, missing), JSON
 
 
-def _piece(key: str, name: str, dtype: pl.DataType, encoded: bool) -> pl.Expr:
+def _piece(key: str, name: str, dtype: pl.DataType, kind: str) -> pl.Expr:
     """`"key":value` for each row of column `name`, null where the value is."""
     value = pl.col(name)
     prefix = pl.lit(orjson.dumps(key).decode() + ":")
-    if encoded:
+    if kind == JSON:
         return pl.concat_str([prefix, value])
+    if kind == PLAIN_TEXT:
+        return pl.concat_str([prefix, pl.lit('"'), value, pl.lit('"')])
     if dtype == pl.Null:
         return pl.lit(None, _TEXT)
     if dtype.is_integer():
@@ -92,7 +109,7 @@ def _piece(key: str, name: str, dtype: pl.DataType, encoded: bool) -> pl.Expr:
     if dtype == pl.Boolean:
         text = pl.when(value).then(pl.lit("true")).when(value.not_()).then(pl.lit("false"))
         return pl.concat_str([prefix, text])
-    # strings and lists: polars' JSON writer, on a one-key object named `key`
+    # strings to escape and lists: polars' JSON writer, on a one-key object named `key`
     member = pl.struct(value.alias(key)).struct.json_encode()
     return pl.when(value.is_not_null()).then(member.str.strip_prefix("{").str.strip_suffix("}"))
 
@@ -106,8 +123,8 @@ def json_objects(fields: Sequence[Field], n: int) -> pl.Series:
     columns = [_column(f) for f in fields]
     frame = pl.DataFrame({str(j): series for j, (series, _) in enumerate(columns)})
     pieces = [
-        _piece(f.key, str(j), series.dtype, encoded)
-        for j, (f, (series, encoded)) in enumerate(zip(fields, columns, strict=True))
+        _piece(f.key, str(j), series.dtype, kind)
+        for j, (f, (series, kind)) in enumerate(zip(fields, columns, strict=True))
     ]
     present = ~np.logical_and.reduce([f.missing for f in fields])
     body = pl.concat_str(pieces, separator=",", ignore_nulls=True)

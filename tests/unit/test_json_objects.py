@@ -193,3 +193,11 @@ def test_unix_seconds_json_equal_unix_seconds(unit):
     pairs = zip(seconds, missing, strict=True)
     expected = [None if m else orjson.dumps(s).decode() for s, m in pairs]
     assert unix_seconds_json(array).to_list() == expected
+
+
+def test_text_is_escaped_as_orjson_escapes_it_only_where_needed():
+    values = ["plain", 'a "quote"', "back\\slash", "tab\tnew\nline\x00\x1f", "é 🎉 \u2028\x7f"]
+    escaped = json_records([Field("s", pa.array(values))], len(values))
+    assert escaped == [orjson.dumps({"s": v}) for v in values]
+    plain = json_records([Field("s", pa.array(["a", None, "b"]))], 3)
+    assert plain == [b'{"s":"a"}', b"{}", b'{"s":"b"}']
