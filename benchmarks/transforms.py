@@ -8,16 +8,19 @@ iOS/Android device tokens with mixed-case or missing device types), with Arrow d
 the warehouse reader returns them. Then, on the same rows in the same process:
 
 - the users transform: `latest_traits` + `device_tokens` + `identify_payloads` (every
-  identify field, the attributes and the payload dicts) - the same three calls as
+  identify field, the attributes and the payloads as JSON bytes) - the same three calls as
   `flows.pipeline.SyncJob.sync_users`. Reading the warehouse, identity resolution and
   change detection are not included. "rows/s" counts identify rows in; the payloads out
   (one per user) are counted too. Best of --repeat runs.
 - a straightforward per-row Python implementation of the same rules (sort the rows, merge
   each user's latest non-null values in a dict, then build each payload field by field,
   each distinct phone parsed once, as the transform does), timed from the rows as Python
-  dicts (`pyarrow.Table.to_pylist()`, not timed). Its payloads must equal the transform's.
+  dicts (`pyarrow.Table.to_pylist()`, not timed). Its payloads must equal the transform's
+  (decoded), and its sorted-key orjson bytes must equal the transform's bytes (the
+  change-detection fingerprint).
 - serialization: the finished payloads to request bodies as the client sends them
-  (`orjson.dumps` of batches of 100), payloads/s. Best of --repeat runs.
+  (`connect.client.batch_json`: the payloads' bytes joined into batches of 100),
+  payloads/s. Best of --repeat runs.
 
 Prints figures; asserts nothing but the equality of the two implementations' payloads.
 
@@ -44,11 +47,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# This script is named like the package it measures: import the package, not the script.
+# This script is named like the package it measures: import the package, not the script,
+# and the package of this checkout (not whichever one is installed).
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.modules.pop("transforms", None)
 
+from connect.client import batch_json  # noqa: E402
 from transforms.columns import IDENTIFY_FIELD_TRAITS, is_custom_column  # noqa: E402
 from transforms.contact import EMAIL_PATTERN, e164_number, iana_timezones  # noqa: E402
 from transforms.traits import device_tokens, latest_traits  # noqa: E402
@@ -364,25 +369,31 @@ def main() -> None:
         t, c = time.perf_counter(), time.process_time()
         reference = reference_payloads(rows, REGION)
         ref_seconds, ref_cpu = time.perf_counter() - t, time.process_time() - c
+        pairs = list(zip(built.user_ids, built.payloads, strict=True))
         same = len(reference) == n_payloads and all(
-            reference.get(u) == p for u, p in zip(built.user_ids, built.payloads, strict=True)
+            reference.get(u) == orjson.loads(p) for u, p in pairs
+        )
+        sorted_keys = orjson.OPT_SORT_KEYS
+        same_bytes = same and all(
+            orjson.dumps(reference[u], option=sorted_keys) == p for u, p in pairs
         )
         print(
             f"per-row Python reference: {ref_seconds:.3f} s = {len(frame) / ref_seconds:,.0f} "
             f"rows/s (CPU {ref_cpu:.3f} s); transform is {ref_seconds / seconds:.1f}x faster "
-            f"(CPU: {ref_cpu / cpu_seconds:.1f}x); same payloads: {same}"
+            f"(CPU: {ref_cpu / cpu_seconds:.1f}x); same payloads: {same}; "
+            f"same bytes (fingerprints): {same_bytes}"
         )
-        del rows, reference
+        del rows, reference, pairs
 
     payloads = built.payloads
 
     def serialize():
-        return [orjson.dumps(payloads[i : i + 100]) for i in range(0, len(payloads), 100)]
+        return [batch_json(payloads[i : i + 100]) for i in range(0, len(payloads), 100)]
 
     ser_seconds, ser_cpu, bodies = timed(serialize, args.repeat)
     size = sum(len(b) for b in bodies)
     print(
-        f"serialization (orjson, batches of 100): {ser_seconds:.3f} s = "
+        f"serialization (joining JSON bytes, batches of 100): {ser_seconds:.3f} s = "
         f"{n_payloads / ser_seconds:,.0f} payloads/s (CPU {n_payloads / ser_cpu:,.0f}/s; "
         f"{size / n_payloads:,.0f} bytes a payload)"
     )

@@ -46,18 +46,40 @@ AUTH_STATUS = frozenset({401, 403})
 #: 429s a batch may receive per allowed retry before it counts as failed.
 RATE_LIMIT_PATIENCE = 4
 
+#: A JSON body: bytes (one JSON object, as the transforms build them) or a dict.
+Payload = bytes | dict[str, Any]
 #: An item to send: its bookkeeping key (message id or user id) and its JSON body.
-Item = tuple[str, dict[str, Any]]
+Item = tuple[str, Payload]
 AckCallback = Callable[[list[str]], None]
+
+
+def payload_json(payload: Payload) -> bytes:
+    """The payload as JSON bytes (a bytes payload is JSON already)."""
+    return payload if isinstance(payload, bytes) else orjson.dumps(payload)
+
+
+def payload_object(payload: Payload) -> dict[str, Any]:
+    """The payload as a dict (a bytes payload decoded)."""
+    return orjson.loads(payload) if isinstance(payload, bytes) else payload
+
+
+def batch_json(payloads: Iterable[Payload]) -> bytes:
+    """A JSON array of the payloads, joining their bytes (nothing is serialized again)."""
+    return b"[" + b",".join(map(payload_json, payloads)) + b"]"
 
 
 @dataclass
 class Rejection:
     key: str
-    payload: dict[str, Any]
+    payload: Payload
     reason: str
     status: int
     retryable: bool = False
+
+    @property
+    def user_id(self) -> Any:
+        """The payload's `user_id`, if it has one."""
+        return payload_object(self.payload).get("user_id")
 
 
 @dataclass
@@ -208,7 +230,7 @@ class ConnectClient:
         stats = run.stats
         single = len(batch) == 1
         path = f"/{run.kind}" if single else f"/{run.kind}/batch"
-        body = orjson.dumps(batch[0][1] if single else [payload for _, payload in batch])
+        body = payload_json(batch[0][1]) if single else batch_json(p for _, p in batch)
         attempt = throttled = 0
         while True:
             await self.limiter.acquire()
@@ -347,6 +369,7 @@ __all__ = [
     "DeliveryFailed",
     "DeliveryStats",
     "EndpointError",
+    "Payload",
     "Rejection",
     "deliver",
 ]

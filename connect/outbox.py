@@ -16,6 +16,7 @@ from connect.client import (
     DeliveryStats,
     Item,
     ProgressCallback,
+    payload_json,
 )
 
 T = TypeVar("T")
@@ -72,12 +73,13 @@ class DryRunOutbox:
         self.count = 0
 
     def send(self, kind, items, on_ack=None, on_progress=None) -> DeliveryStats:
-        endpoint = f"/v2/{kind}"
+        # `{"endpoint":...,"body":` + the payload's JSON + `}`: payloads are not re-serialized
+        head = orjson.dumps({"endpoint": f"/v2/{kind}"})[:-1] + b',"body":'
         stats = DeliveryStats()
         chunk: list[bytes] = []
         for _, body in items:
             if self._file is not None:
-                chunk.append(orjson.dumps({"endpoint": endpoint, "body": body}) + b"\n")
+                chunk.append(head + payload_json(body) + b"}\n")
                 if len(chunk) >= 10_000:
                     self._file.write(b"".join(chunk))
                     chunk = []

@@ -597,7 +597,7 @@ class SyncJob:
                 [
                     {
                         "message_id": r.key if kind == "track" or stream == "aliases" else None,
-                        "user_id": r.payload.get("user_id"),
+                        "user_id": r.user_id,
                         "reason": r.reason,
                         "retryable": r.retryable,
                         "endpoint": f"/v2/{kind}",

@@ -167,7 +167,7 @@ def _replay_group(
                 [
                     {
                         "message_id": r.key if book else None,
-                        "user_id": r.payload.get("user_id"),
+                        "user_id": r.user_id,
                         "reason": r.reason,
                         "retryable": False,
                         "endpoint": endpoint,

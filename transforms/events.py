@@ -1,14 +1,13 @@
 """Track payloads from `tracks` rows and the events' own property tables (mapping.md, Events).
 
 Column-wise like the users transform: names, reasons and timestamps on whole columns,
-then all payload dicts at once (`transforms.values.records`).
+then all payloads at once as JSON bytes (`transforms.json_objects`), no dict per row.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,16 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.columns import custom_columns
-from transforms.values import (
-    Field,
-    as_arrow,
-    json_ready,
-    missing_mask,
-    object_array,
-    paused_gc,
-    records,
-    unix_seconds,
-)
+from transforms.json_objects import json_objects, json_records, unix_seconds_json
+from transforms.values import Field, as_arrow, as_series, json_ready, missing_mask
 
 MAX_EVENT_NAME = 200
 REJECTED_COLUMNS = ["message_id", "user_id", "reason"]
@@ -36,7 +27,7 @@ class TrackPayloads:
     """Payloads in send order with their message ids; rejected rows with their reasons."""
 
     message_ids: list[str]
-    payloads: list[dict[str, Any]]
+    payloads: list[bytes]  # one JSON object per track, keys sorted
     rejected: pd.DataFrame
     quality: Counter[str] = field(default_factory=Counter)
 
@@ -52,19 +43,14 @@ def property_fields(event_table: pd.DataFrame) -> list[Field]:
     return fields
 
 
-@paused_gc()
 def property_dicts(event_table: pd.DataFrame) -> pd.Series:
-    """One properties dict per message id of an event table (typed, no nulls; the last row
-    of a duplicated id wins). Index: the message id."""
+    """One properties object per message id of an event table, as JSON text (typed, keys
+    sorted, no nulls; null when it has no property; the last row of a duplicated id wins).
+    Index: the message id; Arrow string dtype."""
     event_table = event_table.drop_duplicates("id", keep="last")
-    fields = property_fields(event_table)
-    dicts = object_array(records(fields, len(event_table)))
-    empty = np.ones(len(event_table), dtype=bool)
-    for f in fields:
-        empty &= f.missing
-    dicts[empty] = None
+    objects = json_objects(property_fields(event_table), len(event_table))
     index = pd.Index(event_table["id"].astype(str).to_numpy(), dtype=object)
-    return pd.Series(dicts, index=index, dtype=object)
+    return as_series(objects.to_arrow(), index)
 
 
 def dedupe_messages(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -87,7 +73,6 @@ def event_names(tracks: pd.DataFrame) -> pa.Array:
     return pc.coalesce(_text(tracks, "event_text"), _text(tracks, "event"))
 
 
-@paused_gc()
 def track_payloads(tracks: pd.DataFrame, properties: pd.Series | None = None) -> TrackPayloads:
     """One track payload per row of `tracks` (already deduplicated and ordered).
 
@@ -121,15 +106,26 @@ def track_payloads(tracks: pd.DataFrame, properties: pd.Series | None = None) ->
     kept_ids = message_ids[good].tolist()
     fields = [Field("user_id", user_id.take(take)), Field("event", name.take(take))]
     if properties is not None and len(properties):
-        props = properties.reindex(kept_ids).to_numpy(dtype=object, copy=True)
-        props[pd.isna(props)] = None
-        empty = ~props.astype(bool)  # None and {} are left out
-        fields.append(Field("properties", props.tolist(), empty))
+        fields.append(Field("properties", _property_texts(properties, kept_ids), encoded=True))
     if "timestamp" in tracks.columns:
         stamps = as_arrow(tracks["timestamp"])
         if stamps is None or not pa.types.is_timestamp(stamps.type):
             stamps = pa.array(pd.to_datetime(tracks["timestamp"], utc=True, errors="coerce"))
-        values, missing = unix_seconds(stamps.take(take))
-        fields.append(Field("timestamp", values, missing))
-    payloads = records(fields, len(good))
+        fields.append(Field("timestamp", unix_seconds_json(stamps.take(take)), encoded=True))
+    payloads = json_records(fields, len(good))
     return TrackPayloads(kept_ids, payloads, rejected, quality)
+
+
+def _property_texts(properties: pd.Series, message_ids: list[str]) -> pa.Array:
+    """The properties object (JSON text) of each message, null where it has none (looked
+    up by message id in Arrow: a pandas reindex costs ~1 us an id)."""
+    texts = as_arrow(properties)
+    if texts is None or not (
+        pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)
+    ):
+        raise TypeError("properties must be JSON text per message id (see property_dicts)")
+    keys = pa.array(properties.index.astype(str), pa.string())
+    at = pc.index_in(pa.array(message_ids, pa.string()), value_set=keys)
+    texts = texts.take(at)
+    empty = pc.fill_null(pc.equal(texts, "{}"), False)
+    return pc.if_else(empty, pa.scalar(None, texts.type), texts)

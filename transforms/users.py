@@ -1,7 +1,7 @@
 """Identify payloads from each user's latest traits (mapping.md, Users).
 
-Every field is computed column-wise on Arrow arrays; the payload dicts are then built for
-all users at once (`transforms.values.records`).
+Every field is computed column-wise on Arrow arrays; the payloads are then written as JSON
+bytes for all users at once (`transforms.json_objects`), never as a dict per user.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from transforms.contact import (
     valid_emails,
     valid_timezones,
 )
+from transforms.json_objects import json_objects, json_records
 from transforms.traits import TOKEN_PLATFORMS
 from transforms.values import (
     Field,
@@ -31,7 +32,6 @@ from transforms.values import (
     missing_mask,
     null_where,
     object_array,
-    paused_gc,
     python_values,
     records,
 )
@@ -48,7 +48,7 @@ class IdentifyPayloads:
     """Payloads in user order, with the data-quality counts by reason."""
 
     user_ids: list[str]
-    payloads: list[dict[str, Any]]
+    payloads: list[bytes]  # one JSON object per user, keys sorted
     quality: Counter[str] = field(default_factory=Counter)
 
 
@@ -183,22 +183,22 @@ def attributes_of(latest: pd.DataFrame, timezone_used: pd.Series | np.ndarray) -
     return records(attribute_fields(latest, taken), len(latest))
 
 
-@paused_gc()
+def _token_lists(values: list[Any]) -> pa.Array:
+    """Token lists (None: no token on that platform) as an Arrow list column."""
+    return pa.array(values, pa.list_(pa.string()))
+
+
 def identify_payloads(
     latest: pd.DataFrame, tokens: pd.DataFrame, phone_region: str | None = None
 ) -> IdentifyPayloads:
-    """One identify payload per row of `latest` (index: canonical id)."""
+    """One identify payload (JSON bytes, keys sorted) per row of `latest` (index: canonical
+    id)."""
     n = len(latest)
     built = _fields(latest, tokens, phone_region)
-    attribute_list = attribute_fields(latest, built.timezone_taken)
-    no_attributes = np.ones(n, dtype=bool)
-    for f in attribute_list:
-        no_attributes &= f.missing
-    attributes = records(attribute_list, n)
-    user_ids = built.user_ids.to_pylist()
-    top = [Field("user_id", user_ids)]
+    attributes = json_objects(attribute_fields(latest, built.timezone_taken), n)
+    top = [Field("user_id", built.user_ids)]
     top += [Field(k, v) for k, v in built.columns.items()]
-    top += [Field(k, values, missing) for k, (values, missing) in built.tokens.items()]
-    top.append(Field("attributes", attributes, no_attributes))
-    payloads = records(top, n)
-    return IdentifyPayloads(user_ids, payloads, built.quality)
+    top += [Field(k, _token_lists(values)) for k, (values, _) in built.tokens.items()]
+    top.append(Field("attributes", attributes, encoded=True))
+    payloads = json_records(top, n)
+    return IdentifyPayloads(built.user_ids.to_pylist(), payloads, built.quality)

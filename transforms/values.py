@@ -1,8 +1,9 @@
 """Column values as JSON-ready values that keep their warehouse type, built column-wise.
 
-Everything here works on whole columns (Arrow arrays, numpy); the only per-value Python
-work is creating the final objects (`to_python`, `records`), which is the serialization
-step of the transform.
+Everything here works on whole columns (Arrow arrays, numpy). Payloads are written as
+JSON text from these values (`transforms.json_objects`); `to_python` and `records` create
+Python objects (one dict per row) where a caller needs dicts, and are the reference the
+JSON objects are tested against.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -234,26 +236,38 @@ class Field:
     """One key of many records: its values and where it is left out.
 
     `values` is an Arrow array (left out where null) or a Python list with a `missing`
-    mask (True: leave the key out).
+    mask (True: leave the key out). `encoded`: the values are JSON text already (an Arrow
+    or polars string column, null where left out), embedded as they are.
     """
 
-    __slots__ = ("key", "missing", "values")
+    __slots__ = ("encoded", "key", "missing", "values")
 
     def __init__(
-        self, key: str, values: pa.Array | list[Any], missing: np.ndarray | None = None
+        self,
+        key: str,
+        values: pa.Array | pl.Series | list[Any],
+        missing: np.ndarray | None = None,
+        *,
+        encoded: bool = False,
     ) -> None:
         self.key = key
         self.values = values
+        self.encoded = encoded
         if missing is None:
-            missing = (
-                missing_mask(values)
-                if isinstance(values, pa.Array)
-                else np.zeros(len(values), dtype=bool)
-            )
+            if isinstance(values, pa.Array):
+                missing = missing_mask(values)
+            elif isinstance(values, pl.Series):
+                missing = values.is_null().to_numpy()
+            else:
+                missing = np.zeros(len(values), dtype=bool)
         self.missing = missing
 
     def dense(self) -> list[Any]:
-        return to_python(self.values) if isinstance(self.values, pa.Array) else self.values
+        if isinstance(self.values, pa.Array):
+            return to_python(self.values)
+        if isinstance(self.values, pl.Series):
+            return self.values.to_list()
+        return self.values
 
 
 @contextmanager

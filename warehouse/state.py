@@ -476,7 +476,7 @@ class StateStore:
                     "reason": str(rec["reason"]),
                     "retryable": bool(rec.get("retryable", False)),
                     "endpoint": rec.get("endpoint"),
-                    "payload": orjson.dumps(payload).decode() if payload is not None else None,
+                    "payload": _payload_text(payload),
                     "created_at": now,
                 }
             )
@@ -573,6 +573,15 @@ _LOCK_KEY = 0x636F6E6E  # pg advisory lock for migrations ("conn")
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _payload_text(payload: Any) -> str | None:
+    """A rejected payload as JSON text: JSON bytes as they are, a dict serialized."""
+    if payload is None or (isinstance(payload, float) and payload != payload):
+        return None
+    if isinstance(payload, bytes):
+        return payload.decode()
+    return orjson.dumps(payload).decode()
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 
@@ -35,6 +36,12 @@ def track(mid: str, user: str | None = "u1", seconds: float = 0, **cols: Any) ->
     }
 
 
+def decoded(payloads: list[bytes]) -> list[dict[str, Any]]:
+    """The payloads (JSON bytes) as dicts."""
+    assert all(isinstance(p, bytes) for p in payloads)
+    return [orjson.loads(p) for p in payloads]
+
+
 def event_row(mid: str, **props: Any) -> dict[str, Any]:
     """A row of the event's own table: every `tracks` column plus its properties."""
     row = track(mid, **props)
@@ -47,7 +54,7 @@ def test_a_track_payload():
     props = property_dicts(frame([event_row("m1", plan="pro", seats=3, trial=True)]))
     built = track_payloads(tracks, props)
     assert built.message_ids == ["m1"]
-    assert built.payloads == [
+    assert decoded(built.payloads) == [
         {
             "user_id": "u1",
             "event": "Signed Up",
@@ -88,25 +95,30 @@ def test_properties_come_from_the_event_table_typed_without_segment_columns():
         {"coupon": pa.string()},
     )
     props = property_dicts(table)
-    assert props["m1"] == {"revenue": 9.99, "items": 2, "shipped_at": "2024-05-02T08:30:15Z"}
+    assert orjson.loads(props["m1"]) == {
+        "revenue": 9.99,
+        "items": 2,
+        "shipped_at": "2024-05-02T08:30:15Z",
+    }
 
 
 def test_property_dicts_keep_the_last_row_of_a_duplicated_id():
     table = frame([event_row("m1", plan="a"), event_row("m1", plan="b")])
-    assert property_dicts(table).to_dict() == {"m1": {"plan": "b"}}
+    props = property_dicts(table)
+    assert {k: orjson.loads(v) for k, v in props.items()} == {"m1": {"plan": "b"}}
 
 
 def test_rows_without_properties_send_none():
     tracks = frame([track("m1"), track("m2")])
     props = property_dicts(frame([event_row("m1", plan=None)], {"plan": pa.string()}))
     built = track_payloads(tracks, props)
-    assert all("properties" not in p for p in built.payloads)
-    assert "properties" not in track_payloads(tracks).payloads[0]
+    assert all("properties" not in p for p in decoded(built.payloads))
+    assert "properties" not in decoded(track_payloads(tracks).payloads)[0]
 
 
 def test_timestamp_is_unix_seconds():
     tracks = frame([track("m1", seconds=0.25), track("m2", seconds=60)])
-    stamps = [p["timestamp"] for p in track_payloads(tracks).payloads]
+    stamps = [p["timestamp"] for p in decoded(track_payloads(tracks).payloads)]
     assert stamps == [UNIX_T0 + 0.25, UNIX_T0 + 60]
 
 
@@ -133,12 +145,12 @@ def test_rows_without_a_user_are_rejected_with_a_reason():
 def test_anonymous_events_go_to_the_canonical_id():
     row = track("m1", user=None)
     row.update(anonymous_id="anon-1", canonical_id="user-9")
-    assert track_payloads(frame([row])).payloads[0]["user_id"] == "user-9"
+    assert decoded(track_payloads(frame([row])).payloads)[0]["user_id"] == "user-9"
 
 
 def test_unicode_and_emoji_event_names_are_kept():
     tracks = frame([track("m1", event_text="Café ☕ Ordered 🎉")])
-    assert track_payloads(tracks).payloads[0]["event"] == "Café ☕ Ordered 🎉"
+    assert decoded(track_payloads(tracks).payloads)[0]["event"] == "Café ☕ Ordered 🎉"
 
 
 def test_dedupe_messages_keeps_the_first_row():

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -43,10 +44,16 @@ def frame(rows: list[dict[str, Any]], schema: dict[str, pa.DataType] | None = No
     return pa.table(arrays).to_pandas(types_mapper=pd.ArrowDtype)
 
 
+def decoded(payloads: list[bytes]) -> list[dict[str, Any]]:
+    """The payloads (JSON bytes) as dicts."""
+    assert all(isinstance(p, bytes) for p in payloads)
+    return [orjson.loads(p) for p in payloads]
+
+
 def payloads(rows, region: str | None = None, schema=None) -> tuple[list[dict], Counter]:
     identifies = frame(rows, schema)
     built = identify_payloads(latest_traits(identifies), device_tokens(identifies), region)
-    return built.payloads, built.quality
+    return decoded(built.payloads), built.quality
 
 
 def payload(rows, region: str | None = None, schema=None) -> dict[str, Any]:
@@ -471,7 +478,7 @@ def test_int_user_ids_from_plain_pandas_frames():
         }
     )
     built = identify_payloads(latest_traits(identifies), device_tokens(identifies))
-    assert built.payloads == [
+    assert decoded(built.payloads) == [
         {"user_id": "1", "attributes": {"plan": "a", "logins": 1}},
         {"user_id": "2"},
     ]
