@@ -25,7 +25,7 @@ from connect_sync.settings import Settings
 from flows.identity import run_identities
 from flows.report import RunReport
 from transforms.changes import fingerprints
-from transforms.events import dedupe_messages, property_dicts, track_payloads
+from transforms.events import dedupe_messages, property_objects, track_payloads
 from transforms.identity import IdentityGraph
 from transforms.partition import in_partition
 from transforms.traits import device_tokens, latest_traits
@@ -458,9 +458,9 @@ class SyncJob:
 
     def _identify_items(
         self, latest: pd.DataFrame, tokens: pd.DataFrame, prints: dict[str, str]
-    ) -> Iterator[tuple[str, dict]]:
+    ) -> Iterator[tuple[str, bytes]]:
         """(user id, payload) of every user whose payload changed, `chunk_size` users at a
-        time, so only one chunk's payload dicts exist at once."""
+        time, so only one chunk's payloads exist at once."""
         chunk = self.settings.chunk_size
         for start in range(0, len(latest), chunk):
             built = identify_payloads(
@@ -532,9 +532,9 @@ class SyncJob:
 
     def _track_items(
         self, tracks: pd.DataFrame, tables: dict[str, pd.DataFrame]
-    ) -> Iterator[tuple[str, dict]]:
+    ) -> Iterator[tuple[str, bytes]]:
         """(message id, payload) of every sendable track, `chunk_size` tracks at a time, so
-        only one chunk's payload dicts exist at once; rejections are recorded per chunk."""
+        only one chunk's payloads exist at once; rejections are recorded per chunk."""
         table_of, row_of = _property_rows(tracks, tables)
         names = list(tables)
         chunk = self.settings.chunk_size
@@ -813,7 +813,7 @@ def _chunk_properties(
     parts = []
     for code in np.unique(table_of[table_of >= 0]):
         rows = row_of[table_of == code]
-        parts.append(property_dicts(tables[names[code]].iloc[rows]))
+        parts.append(property_objects(tables[names[code]].iloc[rows]))
     if not parts:
         return pd.Series(dtype=object)
     return pd.concat(parts) if len(parts) > 1 else parts[0]

@@ -43,7 +43,7 @@ def property_fields(event_table: pd.DataFrame) -> list[Field]:
     return fields
 
 
-def property_dicts(event_table: pd.DataFrame) -> pd.Series:
+def property_objects(event_table: pd.DataFrame) -> pd.Series:
     """One properties object per message id of an event table, as JSON text (typed, keys
     sorted, no nulls; null when it has no property; the last row of a duplicated id wins).
     Index: the message id; Arrow string dtype."""
@@ -123,7 +123,7 @@ def _property_texts(properties: pd.Series, message_ids: list[str]) -> pa.Array:
     if texts is None or not (
         pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)
     ):
-        raise TypeError("properties must be JSON text per message id (see property_dicts)")
+        raise TypeError("properties must be JSON text per message id (see property_objects)")
     keys = pa.array(properties.index.astype(str), pa.string())
     at = pc.index_in(pa.array(message_ids, pa.string()), value_set=keys)
     texts = texts.take(at)

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 import sql
 from tests.segment_rows import T0, at, row, write_tables
-from transforms.events import property_dicts
+from transforms.events import property_objects
 from warehouse import segment as segment_module
 from warehouse.errors import WarehouseError
 from warehouse.frames import iter_frames, native_path, read_frame
@@ -187,7 +187,7 @@ def test_event_tables_missing_late_columns_windows_and_duplicates(warehouse) -> 
     assert frame is not None
     assert set(frame.columns) == {"id", "plan", "seats"}  # id and properties only
     assert sorted(frame["id"]) == ["m1", "m1", "m2"]
-    props = property_dicts(frame)
+    props = property_objects(frame)
     assert orjson.loads(props["m1"]) == {"plan": "pro"}
     assert orjson.loads(props["m2"]) == {"seats": 3}
 

@@ -9,7 +9,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from transforms.events import dedupe_messages, event_names, property_dicts, track_payloads
+from transforms.events import dedupe_messages, event_names, property_objects, track_payloads
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 UNIX_T0 = 1714564800
@@ -51,7 +51,7 @@ def event_row(mid: str, **props: Any) -> dict[str, Any]:
 
 def test_a_track_payload():
     tracks = frame([track("m1")])
-    props = property_dicts(frame([event_row("m1", plan="pro", seats=3, trial=True)]))
+    props = property_objects(frame([event_row("m1", plan="pro", seats=3, trial=True)]))
     built = track_payloads(tracks, props)
     assert built.message_ids == ["m1"]
     assert decoded(built.payloads) == [
@@ -94,7 +94,7 @@ def test_properties_come_from_the_event_table_typed_without_segment_columns():
         ],
         {"coupon": pa.string()},
     )
-    props = property_dicts(table)
+    props = property_objects(table)
     assert orjson.loads(props["m1"]) == {
         "revenue": 9.99,
         "items": 2,
@@ -102,15 +102,15 @@ def test_properties_come_from_the_event_table_typed_without_segment_columns():
     }
 
 
-def test_property_dicts_keep_the_last_row_of_a_duplicated_id():
+def test_property_objects_keep_the_last_row_of_a_duplicated_id():
     table = frame([event_row("m1", plan="a"), event_row("m1", plan="b")])
-    props = property_dicts(table)
+    props = property_objects(table)
     assert {k: orjson.loads(v) for k, v in props.items()} == {"m1": {"plan": "b"}}
 
 
 def test_rows_without_properties_send_none():
     tracks = frame([track("m1"), track("m2")])
-    props = property_dicts(frame([event_row("m1", plan=None)], {"plan": pa.string()}))
+    props = property_objects(frame([event_row("m1", plan=None)], {"plan": pa.string()}))
     built = track_payloads(tracks, props)
     assert all("properties" not in p for p in decoded(built.payloads))
     assert "properties" not in decoded(track_payloads(tracks).payloads)[0]

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from tests.unit.test_properties import REGIONS, identify_frames, track_frames
 from transforms.changes import fingerprint
-from transforms.events import property_dicts, property_fields, track_payloads
+from transforms.events import property_fields, property_objects, track_payloads
 from transforms.json_objects import json_objects, json_records, unix_seconds_json
 from transforms.traits import device_tokens, latest_traits
 from transforms.users import _fields, attribute_fields, identify_payloads
@@ -92,7 +92,7 @@ def test_identify_bytes_are_the_records_payloads_and_their_fingerprints(identifi
 @given(track_frames())
 def test_track_bytes_are_the_records_payloads_and_their_fingerprints(frames):
     tracks, table = frames
-    built = track_payloads(tracks, property_dicts(table))
+    built = track_payloads(tracks, property_objects(table))
     expected = reference_tracks(tracks, table, built.message_ids)
     assert [orjson.loads(p) for p in built.payloads] == expected
     assert built.payloads == [sorted_json(r) for r in expected]

@@ -21,7 +21,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from transforms.events import property_dicts, track_payloads
+from transforms.events import property_objects, track_payloads
 from transforms.traits import device_tokens, latest_traits
 from transforms.users import identify_payloads
 
@@ -245,7 +245,7 @@ def track_frames(draw) -> tuple[pd.DataFrame, pd.DataFrame]:
 @given(track_frames())
 def test_track_payloads_are_valid_and_every_row_is_accounted_for(frames):
     tracks, table = frames
-    built = track_payloads(tracks, property_dicts(table))
+    built = track_payloads(tracks, property_objects(table))
     assert all(isinstance(p, bytes) for p in built.payloads)
     for payload in map(orjson.loads, built.payloads):
         valid_track(payload)
@@ -259,5 +259,5 @@ def test_track_payloads_are_valid_and_every_row_is_accounted_for(frames):
         "missing_event_name",
     }
     assert sum(built.quality.values()) == len(built.rejected)
-    again = track_payloads(tracks, property_dicts(table))
+    again = track_payloads(tracks, property_objects(table))
     assert again.payloads == built.payloads
