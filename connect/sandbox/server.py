@@ -43,6 +43,10 @@ def serve(
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    # Listen before saying where: a client that connects as soon as it reads the address
+    # waits in the backlog until uvicorn accepts, instead of being refused (it was, now
+    # and then, on a loaded machine).
+    sock.listen(1024)
     bound_host, bound_port = sock.getsockname()[:2]
     config = uvicorn.Config(
         create_app(api_key, store, faults),
