@@ -71,8 +71,8 @@ class IdentityGraph:
         at millions of rows. The smaller side is hashed: a few thousand ids of an
         incremental run are looked up without hashing a million-id graph."""
         values = _strings(ids)
-        wanted = pc.unique(values.drop_null())
-        if len(wanted) * 4 < len(self.ids):
+        if len(values) * 4 < len(self.ids):
+            wanted = pc.unique(values.drop_null())
             found = pc.index_in(self.ids, value_set=wanted)  # graph id -> wanted position
             where = np.full(len(wanted), -1, dtype=np.int64)
             hit = np.asarray(pc.fill_null(found, -1), dtype=np.int64)
