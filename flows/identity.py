@@ -39,13 +39,10 @@ class RunIdentities:
 
 
 def run_identities(
-    source: SegmentSource, cache: IdentityCache | None, refresh: bool = False
+    source: SegmentSource, cache: IdentityCache, refresh: bool = False
 ) -> RunIdentities:
     """The identity graph for this run (see the module docstring); the cache is brought up
     to date when it was used or can be started."""
-    if cache is None:
-        links = source.identity_links()
-        return RunIdentities(links, resolve_identities(links), "resolved", len(links))
     cached = None if refresh else cache.load()
     cut_off = {k: cached.marks[k].until if cached else NO_CUT_OFF for k in LINK_TABLES}
     stats = source.identity_link_stats(cut_off).set_index("kind")
@@ -54,29 +51,26 @@ def run_identities(
         cache.clear()
         links = source.identity_links()
         return RunIdentities(links, resolve_identities(links), "resolved", len(links))
+    if cached is not None and any(
+        int(stats.at[k, "rows_until"]) != cached.marks[k].rows for k in LINK_TABLES
+    ):
+        log.info("identity: link tables changed under the cached graph; resolving again")
+        cached = None
+    since = {k: cached.marks[k].until if cached else ALL_TIME for k in LINK_TABLES}
     marks = {
-        k: LinkMark(_newest(stats.at[k, "loaded_max"]), int(stats.at[k, "rows_loaded"]))
+        k: LinkMark(
+            max(_newest(stats.at[k, "loaded_max"]), since[k]), int(stats.at[k, "rows_loaded"])
+        )
         for k in LINK_TABLES
     }
-    unchanged = cached is not None and all(
-        int(stats.at[k, "rows_until"]) == cached.marks[k].rows for k in LINK_TABLES
-    )
-    if cached is not None and unchanged:
-        since = {k: cached.marks[k].until for k in LINK_TABLES}
-        until = {k: max(marks[k].until, since[k]) for k in LINK_TABLES}
-        new = source.identity_links_loaded(since, until)
-        if not len(new):
-            return RunIdentities(cached.links, cached.graph, "cached", 0)
-        graph = update_identities(cached.graph, cached.links, new)
-        links = merge_links(cached.links, new)
-        how = "updated"
-    else:
-        if cached is not None:
-            log.info("identity: link tables changed under the cached graph; resolving again")
-        since = {k: ALL_TIME for k in LINK_TABLES}
-        new = source.identity_links_loaded(since, {k: marks[k].until for k in LINK_TABLES})
+    new = source.identity_links_loaded(since, {k: mark.until for k, mark in marks.items()})
+    if cached is None:
         links, graph, how = new, resolve_identities(new), "resolved"
-    marks = {k: LinkMark(max(marks[k].until, since[k]), marks[k].rows) for k in LINK_TABLES}
+    elif not len(new):
+        return RunIdentities(cached.links, cached.graph, "cached", 0)
+    else:
+        graph = update_identities(cached.graph, cached.links, new)
+        links, how = merge_links(cached.links, new), "updated"
     cache.save(CachedIdentities(links, graph, marks))
     return RunIdentities(links, graph, how, len(new))
 

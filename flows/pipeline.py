@@ -257,8 +257,7 @@ class SyncJob:
         says how conflicts and cycles are settled. Problems are reported, never raised."""
         s = self.settings
         cache = IdentityCache(
-            journal_directory(s.effective_state_url, s.state_schema, s.source_schema, s.journal_dir)
-            / "identity",
+            self._journal_directory() / "identity",
             f"{describe(s.warehouse_url)}|{s.source_schema}",
         )
         identities = run_identities(self.source, cache, refresh=self.options.full_refresh)
@@ -279,10 +278,7 @@ class SyncJob:
     def _open_journal(self) -> None:
         """The local acknowledgement journal; what a killed run acknowledged is merged
         into the state store now, before any bookkeeping is read."""
-        s = self.settings
-        directory = journal_directory(
-            s.effective_state_url, s.state_schema, s.source_schema, s.journal_dir
-        )
+        directory = self._journal_directory()
         if self.options.partition is not None:  # one folder per partition: no collisions
             directory = directory / f"partition-{self.options.partition}"
         self.journal = AckJournal(directory, self.state)
@@ -290,6 +286,13 @@ class SyncJob:
         if self.options.partition is None:  # partitions of killed runs: merged now
             for folder in sorted(directory.glob("partition-*")):
                 self.report.acks_recovered += AckJournal(folder, self.state).replay()
+
+    def _journal_directory(self) -> Path:
+        """This state store's local folder: the ack journal, and the identity cache."""
+        s = self.settings
+        return journal_directory(
+            s.effective_state_url, s.state_schema, s.source_schema, s.journal_dir
+        )
 
     def _client_config(self) -> ClientConfig:
         return client_config(self.settings)
