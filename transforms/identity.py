@@ -51,7 +51,7 @@ class IdentityGraph:
     group with `ids` (every id of it) and `canonical_ids` (its canonical ids).
 
     Nothing here holds a Python object per id: at millions of ids the pandas views
-    (`canonical`, `attached`, `component`) are built only when asked for.
+    (`canonical`, `attached`) are built only when asked for.
     """
 
     ids: pa.Array
@@ -110,12 +110,6 @@ class IdentityGraph:
     @property
     def attached(self) -> pd.Index:
         return self.attached_among()
-
-    @cached_property
-    def component(self) -> pd.Series:
-        """Group label by linked id."""
-        index = pd.Index(self.ids.to_numpy(zero_copy_only=False), dtype=object)
-        return pd.Series(self.labels, index=index, dtype="int64")
 
     def examples(self, limit: int = 5) -> list[str]:
         """A few conflicts and cycles, one readable line each, for the report and the log."""

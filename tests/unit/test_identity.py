@@ -258,8 +258,8 @@ def _outcome(graph: IdentityGraph) -> tuple:
         }
 
     by_component: dict[int, set[str]] = {}
-    for node, label in graph.component.items():
-        by_component.setdefault(int(label), set()).add(node)
+    for node, label in zip(graph.ids.to_pylist(), graph.labels.tolist(), strict=True):
+        by_component.setdefault(label, set()).add(node)
     return (
         graph.canonical.to_dict(),
         set(graph.attached),
