@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from connect.sandbox.server import SandboxProcess, start_sandbox_process
+from tests.segment_rows import drop_schemas
 
 POSTGRES_URL = os.environ.get(
     "CONNECT_SYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -63,11 +64,7 @@ def pg_schema(postgres_url: str) -> Iterator[str]:
     """A fresh schema name in PostgreSQL, dropped (with a matching state schema) afterwards."""
     name = f"t_{uuid.uuid4().hex[:10]}"
     yield name
-    engine = sa.create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}_state" CASCADE'))
-    engine.dispose()
+    drop_schemas(postgres_url, name, f"{name}_state")
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

@@ -110,6 +110,15 @@ def _add_missing_columns(conn: sa.Connection, schema: str, table: str, frame: pd
             )
 
 
+def drop_schemas(url: str, *names: str) -> None:
+    """Drop these schemas and all they hold, if they exist."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for name in names:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+    engine.dispose()
+
+
 def sandbox_settings(url: str, schema: str, sandbox: Any, **extra: Any) -> Any:
     """Settings for a run from `schema` at `url` into the sandbox, with state in
     `{schema}_state` (the `pg_schema` fixture drops both)."""

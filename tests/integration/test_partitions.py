@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from connect.sandbox.server import start_sandbox_process
 from connect_sync.settings import Settings
 from flows.pipeline import ConfigurationError, SyncOptions, check_partitioning, run_sync
+from tests.segment_rows import drop_schemas
 from transforms.partition import partition_of
 from warehouse.demo import build_frames
 from warehouse.state import StateStore
@@ -200,10 +201,7 @@ def test_four_partitions_on_dask_match_one_process_under_one_rate_limit(
             )
             stats = sandbox.stats()
         finally:
-            engine = sa.create_engine(postgres_url)
-            with engine.begin() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{state}p" CASCADE'))
-            engine.dispose()
+            drop_schemas(postgres_url, f"{state}p")
 
     assert report.status == "succeeded", report.streams_failed
     assert (report.users_sent, report.events_sent, report.merges_sent) == (
@@ -287,10 +285,7 @@ def test_a_killed_dask_worker_then_a_rerun_loses_nothing(
             assert second.status == "succeeded", (first_status, second.streams_failed)
             stats = sandbox.stats()
     finally:
-        engine = sa.create_engine(postgres_url)
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{state}k" CASCADE'))
-        engine.dispose()
+        drop_schemas(postgres_url, f"{state}k")
 
     got_users, got_events = remote(killed_db)
     want_users, want_events = remote(clean_db)
