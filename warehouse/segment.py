@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 import sql
 from transforms.columns import is_custom_column
-from warehouse.engine import describe
+from warehouse.engine import describe, release_file_database
 from warehouse.errors import WarehouseError
 from warehouse.frames import iter_frames, read_frame
 
@@ -156,7 +156,9 @@ class SegmentSource:
         clause = self.clause(name, params, **identifiers)
         table = _single_table(identifiers)
         with self._errors("read", table, query=name), self.engine.connect() as conn:
-            return read_frame(conn, clause, params, self.chunk_size, native=self.native)
+            frame = read_frame(conn, clause, params, self.chunk_size, native=self.native)
+        release_file_database(self.engine)
+        return frame
 
     def _iter(
         self, name: str, params: dict | None = None, **identifiers: Any
@@ -166,6 +168,7 @@ class SegmentSource:
         table = _single_table(identifiers)
         with self._errors("read", table, query=name), self.engine.connect() as conn:
             yield from iter_frames(conn, clause, params, self.chunk_size, native=self.native)
+        release_file_database(self.engine)
 
     def identity_links(self) -> pd.DataFrame:
         """Distinct (from_id, to_id, kind, ts, loaded) links of the whole schema."""

@@ -20,6 +20,7 @@ import sql
 from tests.segment_rows import T0, at, row, write_tables
 from transforms.events import property_objects
 from warehouse import segment as segment_module
+from warehouse.engine import release_file_database
 from warehouse.errors import WarehouseError
 from warehouse.frames import iter_frames, native_path, read_frame
 from warehouse.segment import SegmentSource, Window
@@ -322,3 +323,22 @@ def test_postgres_reads_fall_back_to_sqlalchemy_when_adbc_cannot_connect(
     assert len(frame) == 3
     assert frame["logins"].dtype == pd.ArrowDtype(pa.int64())
     assert "reading through SQLAlchemy instead" in caplog.text
+
+
+def test_a_duckdb_file_is_closed_after_each_read_and_reopened_for_the_next(tmp_path) -> None:
+    """DuckDB keeps what a read scanned in memory until its last connection closes: the
+    source closes a file database's pooled connections after each read (a memory
+    database would be lost, so it is left open)."""
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    write_tables(url, "seg", {"identifies": _identifies()})
+    engine = sa.create_engine(url)
+    source = SegmentSource(engine, "seg")
+    first = source.identifies()
+    assert engine.pool.checkedin() == 0
+    assert source.identifies().equals(first)
+    memory = sa.create_engine("duckdb:///:memory:")
+    with memory.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t AS SELECT 1 AS x"))
+    release_file_database(memory)
+    with memory.connect() as conn:
+        assert conn.execute(sa.text("SELECT x FROM t")).scalar() == 1
