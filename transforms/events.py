@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from transforms.columns import custom_columns
 from transforms.json_objects import json_objects, json_records, unix_seconds_json
+from transforms.messages import drop_repeated
 from transforms.values import Field, as_arrow, as_series, json_ready, missing_mask
 
 MAX_EVENT_NAME = 200
@@ -43,19 +44,26 @@ def property_fields(event_table: pd.DataFrame) -> list[Field]:
     return fields
 
 
+def property_texts(event_table: pd.DataFrame) -> pa.Array:
+    """The properties object of each row of an event table, as JSON text (typed, keys
+    sorted, no nulls; null when the row has no property), in the table's row order."""
+    objects = json_objects(property_fields(event_table), len(event_table)).to_arrow()
+    return objects.cast(pa.string()) if objects.type != pa.string() else objects
+
+
 def property_objects(event_table: pd.DataFrame) -> pd.Series:
     """One properties object per message id of an event table, as JSON text (typed, keys
     sorted, no nulls; null when it has no property; the last row of a duplicated id wins).
     Index: the message id; Arrow string dtype."""
-    event_table = event_table.drop_duplicates("id", keep="last")
-    objects = json_objects(property_fields(event_table), len(event_table))
+    event_table = drop_repeated(event_table, keep="last")
     index = pd.Index(event_table["id"].astype(str).to_numpy(), dtype=object)
-    return as_series(objects.to_arrow(), index)
+    return as_series(property_texts(event_table), index)
 
 
 def dedupe_messages(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """First row per message id, and how many duplicates were dropped."""
-    deduped = rows.drop_duplicates("id", keep="first")
+    """First row per message id, and how many duplicates were dropped (the same frame
+    when no id repeats)."""
+    deduped = drop_repeated(rows, keep="first")
     return deduped, len(rows) - len(deduped)
 
 
@@ -73,8 +81,13 @@ def event_names(tracks: pd.DataFrame) -> pa.Array:
     return pc.coalesce(_text(tracks, "event_text"), _text(tracks, "event"))
 
 
-def track_payloads(tracks: pd.DataFrame, properties: pd.Series | None = None) -> TrackPayloads:
+def track_payloads(
+    tracks: pd.DataFrame, properties: pd.Series | pa.Array | None = None
+) -> TrackPayloads:
     """One track payload per row of `tracks` (already deduplicated and ordered).
+
+    `properties`: JSON text by message id (`property_objects`), or one text per row of
+    `tracks`, null where it has none (`property_texts` of the matching rows).
 
     `tracks` carries `canonical_id`: the user id, else the canonical id of the anonymous
     id. A row without one, or whose event name is over 200 characters (or missing), is
@@ -105,7 +118,9 @@ def track_payloads(tracks: pd.DataFrame, properties: pd.Series | None = None) ->
     take = pa.array(good)
     kept_ids = message_ids[good].tolist()
     fields = [Field("user_id", user_id.take(take)), Field("event", name.take(take))]
-    if properties is not None and len(properties):
+    if isinstance(properties, pa.Array):  # one per row: no lookup by message id
+        fields.append(Field("properties", _null_empty(properties.take(take)), encoded=True))
+    elif properties is not None and len(properties):
         fields.append(Field("properties", _property_texts(properties, kept_ids), encoded=True))
     if "timestamp" in tracks.columns:
         stamps = as_arrow(tracks["timestamp"])
@@ -126,6 +141,10 @@ def _property_texts(properties: pd.Series, message_ids: list[str]) -> pa.Array:
         raise TypeError("properties must be JSON text per message id (see property_objects)")
     keys = pa.array(properties.index.astype(str), pa.string())
     at = pc.index_in(pa.array(message_ids, pa.string()), value_set=keys)
-    texts = texts.take(at)
+    return _null_empty(texts.take(at))
+
+
+def _null_empty(texts: pa.Array) -> pa.Array:
+    """Null for an empty object: a message without properties sends no `properties`."""
     empty = pc.fill_null(pc.equal(texts, "{}"), False)
     return pc.if_else(empty, pa.scalar(None, texts.type), texts)

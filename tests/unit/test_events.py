@@ -9,7 +9,13 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from transforms.events import dedupe_messages, event_names, property_objects, track_payloads
+from transforms.events import (
+    dedupe_messages,
+    event_names,
+    property_objects,
+    property_texts,
+    track_payloads,
+)
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 UNIX_T0 = 1714564800
@@ -114,6 +120,25 @@ def test_rows_without_properties_send_none():
     built = track_payloads(tracks, props)
     assert all("properties" not in p for p in decoded(built.payloads))
     assert "properties" not in decoded(track_payloads(tracks).payloads)[0]
+
+
+def test_properties_by_row_give_the_payloads_properties_by_message_id_give():
+    """The pipeline hands each chunk its properties in row order (no lookup by id); a
+    rejected row (no user) and rows without properties (None, empty) are skipped alike."""
+    tracks = frame([track("m1"), track("m2", user=None), track("m3"), track("m4")])
+    table = frame(
+        [event_row("m3", plan="b", seats=3), event_row("m1", plan="a"), event_row("m4")],
+        {"plan": pa.string(), "seats": pa.int64()},
+    )
+    by_id = track_payloads(tracks, property_objects(table))
+    texts = property_texts(table)  # rows m3, m1, m4: put them in the order of `tracks`
+    by_row = track_payloads(tracks, texts.take(pa.array([1, None, 0, 2], pa.int64())))
+    assert by_row.payloads == by_id.payloads and by_row.message_ids == ["m1", "m3", "m4"]
+    assert [p.get("properties") for p in decoded(by_row.payloads)] == [
+        {"plan": "a"},
+        {"plan": "b", "seats": 3},
+        None,
+    ]
 
 
 def test_timestamp_is_unix_seconds():
