@@ -25,9 +25,10 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from itertools import chain
 from typing import Any
 
 import httpx
@@ -51,6 +52,26 @@ Payload = bytes | dict[str, Any]
 #: An item to send: its bookkeeping key (message id or user id) and its JSON body.
 Item = tuple[str, Payload]
 AckCallback = Callable[[list[str]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemChunk:
+    """Many items side by side: `keys[i]` is the bookkeeping key of `payloads[i]`.
+
+    The pipeline hands payloads over a chunk at a time, so nothing between the transform
+    and the request body (or the dry-run file) runs Python code per item.
+    """
+
+    keys: list[str]
+    payloads: list[Payload]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def items_of(chunks: Iterable[ItemChunk]) -> Iterator[Item]:
+    """The chunks' items one by one, in order."""
+    return chain.from_iterable(zip(c.keys, c.payloads, strict=True) for c in chunks)
 
 
 def payload_json(payload: Payload) -> bytes:

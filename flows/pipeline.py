@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connect.client import ClientConfig, DeliveryStats
+from connect.client import ClientConfig, DeliveryStats, ItemChunk
 from connect.outbox import ApiOutbox, DryRunOutbox, Outbox
 from connect_sync.settings import Settings
 from flows.identity import run_identities
 from flows.report import RunReport
 from transforms.changes import fingerprints
-from transforms.events import dedupe_messages, property_objects, track_payloads
+from transforms.events import dedupe_messages, property_texts, track_payloads
 from transforms.identity import IdentityGraph
+from transforms.messages import drop_repeated, unique_rows
 from transforms.partition import in_partition
 from transforms.traits import device_tokens, latest_traits
 from transforms.users import identify_payloads
@@ -341,12 +343,13 @@ class SyncJob:
         if noop.any():
             log.info("aliases: %s rows merge an id into itself (alias cycles)", int(noop.sum()))
             self._ack_delivered("alias")(message_ids[noop].tolist())
-        columns = (message_ids[~noop], target[~noop], previous[~noop])
-        items = [  # from lists: iterating Arrow-backed Series costs ~1 us a value
-            (m, {"user_id": u, "previous_id": p})
-            for m, u, p in zip(*(c.tolist() for c in columns), strict=True)
-        ]
-        stats = self._send("aliases", "identify", items, self._ack_delivered("alias"))
+        # from lists: iterating Arrow-backed Series costs ~1 us a value
+        targets, previous_ids = target[~noop].tolist(), previous[~noop].tolist()
+        merges = ItemChunk(
+            message_ids[~noop].tolist(),
+            [{"user_id": u, "previous_id": p} for u, p in zip(targets, previous_ids, strict=True)],
+        )
+        stats = self._send("aliases", "identify", [merges], self._ack_delivered("alias"))
         self.report.merges_sent += stats.sent
         folds = self._fold_anonymous_profiles()
         self.report.merges_sent += folds.sent
@@ -379,17 +382,20 @@ class SyncJob:
         if not stale:
             return DeliveryStats()
         canonical = self.graph.resolve(pd.Series(stale, dtype=object)).tolist()
-        items = [
-            (anon, {"user_id": user, "previous_id": anon})
-            for anon, user in zip(stale, canonical, strict=True)
-        ]
+        folds = ItemChunk(
+            stale,
+            [
+                {"user_id": user, "previous_id": anon}
+                for anon, user in zip(stale, canonical, strict=True)
+            ],
+        )
 
         def ack(keys: list[str]) -> None:
             if not self.options.dry_run:
                 self.state.forget_users(keys)
 
-        log.info("identity: folding %s earlier anonymous profiles into their users", len(items))
-        return self._send("aliases", "identify", items, ack)
+        log.info("identity: folding %s earlier anonymous profiles into their users", len(folds))
+        return self._send("aliases", "identify", [folds], ack)
 
     def _links_since(self) -> datetime | None:
         """Links loaded since this time are new to the aliases stage (which folds what they
@@ -437,12 +443,18 @@ class SyncJob:
         if identifies is None or identifies.empty:
             self._settle("users", rows=touched_max, stats=DeliveryStats())
             return
-        identifies, _ = dedupe_messages(identifies)
-        identifies = identifies.assign(canonical_id=self.graph.resolve(_who(identifies)))
-        identifies = identifies[identifies["canonical_id"].notna()]
-        identifies = identifies[self._in_scope(identifies["canonical_id"])]
+        # Rows that count: the first row of each message, of a known user in scope. The
+        # others get no canonical id, which the transforms skip (no copy of the frame).
+        canonical = self.graph.resolve(_who(identifies))
+        keep = (canonical.notna() & self._in_scope(canonical)).to_numpy(dtype=bool, copy=True)
+        if (first := unique_rows(identifies["id"])) is not None:
+            keep &= first
+        if not keep.all():
+            canonical = canonical.where(keep)
+        identifies = identifies.assign(canonical_id=canonical)
+        del canonical
         if touched_max is None:
-            touched_max = _max(identifies, "uuid_ts")
+            touched_max = _max(identifies, "uuid_ts", rows=keep)
         latest = latest_traits(identifies)
         tokens = device_tokens(identifies)
         del identifies  # from here on one row per user
@@ -453,17 +465,17 @@ class SyncJob:
                 done = [(k, prints.pop(k)) for k in keys if k in prints]
                 self.journal.fingerprints(done, self.report.run_id)
 
-        items = self._identify_items(latest, tokens, prints)  # built chunk by chunk
-        stats = self._send("users", "identify", items, ack, total=len(latest))
+        chunks = self._identify_chunks(latest, tokens, prints)  # built as they are sent
+        stats = self._send("users", "identify", chunks, ack, total=len(latest))
         self.report.users_sent += stats.sent
         self.report.users_rejected += len(stats.rejected)
         self._settle("users", rows=touched_max, stats=stats)
 
-    def _identify_items(
+    def _identify_chunks(
         self, latest: pd.DataFrame, tokens: pd.DataFrame, prints: dict[str, str]
-    ) -> Iterator[tuple[str, bytes]]:
-        """(user id, payload) of every user whose payload changed, `chunk_size` users at a
-        time, so only one chunk's payloads exist at once."""
+    ) -> Iterator[ItemChunk]:
+        """The identify payloads (by user id) of every user whose payload changed,
+        `chunk_size` users at a time, so only one chunk's payloads exist at once."""
         chunk = self.settings.chunk_size
         for start in range(0, len(latest), chunk):
             built = identify_payloads(
@@ -471,16 +483,18 @@ class SyncJob:
             )
             self.report.quality.update(built.quality)
             self.report.users_considered += len(built.payloads)
-            previous = {} if self.options.full_refresh else self.state.fingerprints(built.user_ids)
-            for user, payload, print_ in zip(
-                built.user_ids, built.payloads, fingerprints(built.payloads), strict=True
-            ):
-                if previous.get(user) == print_:
-                    self.report.users_unchanged += 1
-                    continue
-                if self.journal is not None:
-                    prints[user] = print_
-                yield user, payload
+            users, payloads = built.user_ids, built.payloads
+            previous = {} if self.options.full_refresh else self.state.fingerprints(users)
+            if not previous and self.journal is None:  # nothing to compare or to remember
+                yield ItemChunk(users, payloads)
+                continue
+            digests = fingerprints(payloads)
+            changed = [previous.get(u) != d for u, d in zip(users, digests, strict=True)]
+            self.report.users_unchanged += len(changed) - sum(changed)
+            users = list(compress(users, changed))
+            if self.journal is not None:
+                prints.update(zip(users, compress(digests, changed), strict=True))
+            yield ItemChunk(users, list(compress(payloads, changed)))
 
     def sync_events(self) -> None:
         """One track per message id never delivered before, attributed to the canonical id."""
@@ -492,18 +506,23 @@ class SyncJob:
         if self.options.partition is not None:  # a partition counts and looks up its own
             tracks = tracks[self._in_scope(tracks["canonical_id"])]
         self.report.events_read += len(tracks)
-        tracks, duplicates = dedupe_messages(tracks)
-        self.report.events_deduplicated += duplicates
+        # One filter, one copy: the first row of each message, not delivered, in scope.
+        first = unique_rows(tracks["id"])
+        keep = np.ones(len(tracks), dtype=bool) if first is None else first
+        self.report.events_deduplicated += len(tracks) - int(np.count_nonzero(keep))
         ids = tracks["id"].astype(str)
-        done = self.state.delivered_among("event", ids)
-        tracks = tracks[~ids.isin(done)]
+        done = self.state.delivered_among("event", ids[keep])
+        if done:
+            keep &= ~ids.isin(done).to_numpy(dtype=bool)
         self.report.events_already_delivered += len(done)
         if self.audience is not None:
-            tracks = tracks[self._in_scope(tracks["canonical_id"])]
+            keep &= self._in_scope(tracks["canonical_id"]).to_numpy(dtype=bool)
+        if not keep.all():
+            tracks = tracks[keep]
         tables = self._event_property_tables(tracks, window)
-        items = self._track_items(tracks, tables)  # built chunk by chunk as they are sent
+        chunks = self._track_chunks(tracks, tables)  # built as they are sent
         stats = self._send(
-            "events", "track", items, self._ack_delivered("event"), total=len(tracks)
+            "events", "track", chunks, self._ack_delivered("event"), total=len(tracks)
         )
         self.report.events_sent += stats.sent
         self.report.events_rejected += len(stats.rejected)
@@ -530,14 +549,14 @@ class SyncJob:
         for table in sorted(str(name) for name in tracks["event"].dropna().unique()):
             frame = self.source.event_properties(table, window)
             if frame is not None and len(frame):
-                tables[table] = frame.drop_duplicates("id", keep="last").reset_index(drop=True)
+                tables[table] = drop_repeated(frame, keep="last").reset_index(drop=True)
         return tables
 
-    def _track_items(
+    def _track_chunks(
         self, tracks: pd.DataFrame, tables: dict[str, pd.DataFrame]
-    ) -> Iterator[tuple[str, bytes]]:
-        """(message id, payload) of every sendable track, `chunk_size` tracks at a time, so
-        only one chunk's payloads exist at once; rejections are recorded per chunk."""
+    ) -> Iterator[ItemChunk]:
+        """The payloads (by message id) of every sendable track, `chunk_size` tracks at a
+        time, so only one chunk's payloads exist at once; rejections recorded per chunk."""
         table_of, row_of = _property_rows(tracks, tables)
         names = list(tables)
         chunk = self.settings.chunk_size
@@ -553,7 +572,7 @@ class SyncJob:
             if not self.options.dry_run:
                 self.state.record_rejections(self.report.run_id, "events", built.rejected)
             self._mark_anonymous_profiles(part, built.message_ids)
-            yield from zip(built.message_ids, built.payloads, strict=True)
+            yield ItemChunk(built.message_ids, built.payloads)
 
     # -- delivery and bookkeeping ---------------------------------------------------------
 
@@ -570,16 +589,16 @@ class SyncJob:
         self,
         stream: str,
         kind: str,
-        items: Iterable,
+        chunks: Iterable[ItemChunk],
         on_ack,
         total: int | None = None,
     ) -> DeliveryStats:
-        """Deliver items (streamed, never batched up front); record what Connect refused
-        or never answered; merge the acknowledgements into the state store."""
+        """Deliver items (streamed chunk by chunk, never batched up front); record what
+        Connect refused or never answered; merge the acknowledgements into the state store."""
         assert self.outbox is not None
         if total is None:
-            items = list(items)
-            total = len(items)
+            chunks = list(chunks)
+            total = sum(map(len, chunks))
         progress = self.progress
 
         def on_progress(stats: DeliveryStats) -> None:
@@ -588,7 +607,7 @@ class SyncJob:
 
         if progress:
             progress(stream, 0, total, DeliveryStats())
-        stats = self.outbox.send(kind, items, on_ack, on_progress)
+        stats = self.outbox.send_chunks(kind, chunks, on_ack, on_progress)
         if self.journal is not None:
             self.journal.checkpoint()
         self.report.requests += stats.requests
@@ -811,21 +830,30 @@ def _property_rows(
 
 def _chunk_properties(
     tables: dict[str, pd.DataFrame], names: list[str], table_of: np.ndarray, row_of: np.ndarray
-) -> pd.Series:
-    """The properties dict of each message of one chunk, by message id."""
-    parts = []
+) -> pa.Array | None:
+    """The properties (JSON text) of each message of one chunk, in the chunk's order:
+    each event table's rows are taken and written once (null: no properties)."""
+    parts, where = [], []
     for code in np.unique(table_of[table_of >= 0]):
-        rows = row_of[table_of == code]
-        parts.append(property_objects(tables[names[code]].iloc[rows]))
+        at = np.flatnonzero(table_of == code)
+        parts.append(property_texts(tables[names[code]].iloc[row_of[at]]))
+        where.append(at)
     if not parts:
-        return pd.Series(dtype=object)
-    return pd.concat(parts) if len(parts) > 1 else parts[0]
+        return None
+    texts = pa.concat_arrays([*parts, pa.nulls(1, pa.string())])
+    position = np.full(len(table_of), len(texts) - 1, dtype=np.int64)
+    position[np.concatenate(where)] = np.arange(len(texts) - 1)
+    return texts.take(pa.array(position))
 
 
-def _max(frame: pd.DataFrame | None, column: str) -> datetime | None:
+def _max(
+    frame: pd.DataFrame | None, column: str, rows: np.ndarray | None = None
+) -> datetime | None:
+    """The newest time in `column` (of the `rows` where True, when given)."""
     if frame is None or frame.empty or column not in frame.columns:
         return None
-    value = _times(frame[column]).max()
+    values = frame[column] if rows is None else frame[column][rows]
+    value = _times(values).max()
     return None if pd.isna(value) else value.to_pydatetime()
 
 

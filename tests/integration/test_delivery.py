@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from connect.client import ClientConfig, ConnectClient, DeliveryStats
+from connect.client import ClientConfig, ConnectClient, DeliveryStats, ItemChunk
 from connect.errors import AuthenticationError, EndpointError
 from connect_sync.settings import Settings
 from flows.pipeline import SyncJob, SyncOptions
@@ -79,7 +79,8 @@ def test_a_400_batch_is_bisected_99_delivered_and_the_bad_item_recorded(
     items = [track(i) for i in range(100)]
     items[57] = track(57, timestamp="yesterday")
 
-    stats = job._send("events", "track", items, job._ack_delivered("event"))
+    chunk = ItemChunk([key for key, _ in items], [payload for _, payload in items])
+    stats = job._send("events", "track", [chunk], job._ack_delivered("event"))
     job.finish()
 
     assert stats.sent == 99 and len(stats.rejected) == 1 and not stats.failed
