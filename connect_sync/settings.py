@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     chunk_size: int = Field(
         default=100_000, ge=1, validation_alias=_env("CONNECT_SYNC_CHUNK_SIZE", "chunk_size")
     )
+    build_threads: int = Field(
+        default=2,
+        ge=0,
+        validation_alias=_env("CONNECT_SYNC_BUILD_THREADS", "build_threads"),
+        description="Chunks of payloads built ahead, on threads, while the current one is "
+        "sent (0: one at a time, on the main thread).",
+    )
     lookback_hours: float = Field(
         default=24.0, ge=0, validation_alias=_env("CONNECT_SYNC_LOOKBACK_HOURS", "lookback_hours")
     )

@@ -23,15 +23,16 @@ import pyarrow.compute as pc
 from connect.client import ClientConfig, DeliveryStats, ItemChunk
 from connect.outbox import ApiOutbox, DryRunOutbox, Outbox
 from connect_sync.settings import Settings
+from flows.ahead import built_ahead
 from flows.identity import run_identities
 from flows.report import RunReport
 from transforms.changes import fingerprints
-from transforms.events import dedupe_messages, property_texts, track_payloads
+from transforms.events import TrackPayloads, dedupe_messages, property_texts, track_payloads
 from transforms.identity import IdentityGraph
 from transforms.messages import drop_repeated, unique_rows
 from transforms.partition import in_partition
 from transforms.traits import device_tokens, latest_traits
-from transforms.users import identify_payloads
+from transforms.users import IdentifyPayloads, identify_payloads
 from warehouse.audience import load_audience
 from warehouse.engine import create_engine, describe
 from warehouse.identity_cache import IdentityCache
@@ -476,11 +477,13 @@ class SyncJob:
     ) -> Iterator[ItemChunk]:
         """The identify payloads (by user id) of every user whose payload changed,
         `chunk_size` users at a time, so only one chunk's payloads exist at once."""
-        chunk = self.settings.chunk_size
-        for start in range(0, len(latest), chunk):
-            built = identify_payloads(
-                latest.iloc[start : start + chunk], tokens, self.settings.phone_default_region
-            )
+        chunk, region = self.settings.chunk_size, self.settings.phone_default_region
+
+        def build(start: int) -> IdentifyPayloads:
+            return identify_payloads(latest.iloc[start : start + chunk], tokens, region)
+
+        starts = range(0, len(latest), chunk)
+        for built in built_ahead(build, starts, self.settings.build_threads):
             self.report.quality.update(built.quality)
             self.report.users_considered += len(built.payloads)
             users, payloads = built.user_ids, built.payloads
@@ -560,12 +563,14 @@ class SyncJob:
         table_of, row_of = _property_rows(tracks, tables)
         names = list(tables)
         chunk = self.settings.chunk_size
-        for start in range(0, len(tracks), chunk):
-            part = tracks.iloc[start : start + chunk]
-            properties = _chunk_properties(
-                tables, names, table_of[start : start + chunk], row_of[start : start + chunk]
-            )
-            built = track_payloads(part, properties)
+
+        def build(start: int) -> tuple[pd.DataFrame, TrackPayloads]:
+            part, end = tracks.iloc[start : start + chunk], start + chunk
+            properties = _chunk_properties(tables, names, table_of[start:end], row_of[start:end])
+            return part, track_payloads(part, properties)
+
+        starts = range(0, len(tracks), chunk)
+        for part, built in built_ahead(build, starts, self.settings.build_threads):
             self.report.quality.update(built.quality)
             self.report.events_rejected += len(built.rejected)
             self.report.rejected_by_reason.update(built.quality)

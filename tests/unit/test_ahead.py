@@ -1,0 +1,49 @@
+"""Chunks built ahead on threads come back in order, errors surface where they belong,
+and a consumer that stops early leaves nothing running."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from flows.ahead import built_ahead
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2, 4])
+def test_results_come_in_order(workers: int) -> None:
+    def build(n: int) -> int:
+        time.sleep(0.001 * (n % 3))  # later parts often finish first
+        return n * n
+
+    assert list(built_ahead(build, range(20), workers)) == [n * n for n in range(20)]
+
+
+def test_at_most_workers_parts_are_built_ahead() -> None:
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def build(n: int) -> int:
+        with lock:
+            started.append(n)
+        return n
+
+    results = built_ahead(build, range(100), workers=2)
+    assert next(results) == 0
+    time.sleep(0.05)
+    assert len(started) <= 3
+    results.close()
+
+
+def test_an_error_surfaces_at_its_part() -> None:
+    def build(n: int) -> int:
+        if n == 3:
+            raise ValueError("bad part")
+        return n
+
+    seen = []
+    with pytest.raises(ValueError, match="bad part"):
+        for value in built_ahead(build, range(10), workers=2):
+            seen.append(value)
+    assert seen == [0, 1, 2]
