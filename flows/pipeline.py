@@ -33,6 +33,7 @@ from transforms.messages import drop_repeated, unique_rows
 from transforms.partition import in_partition
 from transforms.traits import device_tokens, latest_traits
 from transforms.users import IdentifyPayloads, identify_payloads
+from transforms.values import as_arrow, as_series
 from warehouse.audience import load_audience
 from warehouse.engine import create_engine, describe
 from warehouse.identity_cache import IdentityCache
@@ -787,8 +788,17 @@ def client_config(settings: Settings) -> ClientConfig:
 
 
 def _who(frame: pd.DataFrame) -> pd.Series:
-    """Each row's id as a string: its user id, else its anonymous id (null when neither)."""
-    return frame["user_id"].astype("string").fillna(frame["anonymous_id"].astype("string"))
+    """Each row's id as a string: its user id, else its anonymous id (null when neither).
+    Coalesced in Arrow (pandas' astype + fillna cost 0.3 s at 2.5M rows)."""
+    user, anonymous = (_text_column(frame[c]) for c in ("user_id", "anonymous_id"))
+    return as_series(pc.coalesce(user, anonymous), frame.index)
+
+
+def _text_column(values: pd.Series) -> pa.Array:
+    array = as_arrow(values)
+    if array is None or not (pa.types.is_string(array.type) or pa.types.is_null(array.type)):
+        array = as_arrow(values.astype("string"))
+    return array.cast(pa.string())
 
 
 def _times(values: pd.Series) -> pd.Series:

@@ -71,20 +71,28 @@ class IdentityGraph:
         at millions of rows. The smaller side is hashed: a few thousand ids of an
         incremental run are looked up without hashing a million-id graph."""
         values = _strings(ids)
-        if len(values) * 4 < len(self.ids):
+        moved, targets = self._moved
+        if len(values) * 4 < len(moved):
             wanted = pc.unique(values.drop_null())
-            found = pc.index_in(self.ids, value_set=wanted)  # graph id -> wanted position
+            found = pc.index_in(moved, value_set=wanted)  # graph id -> wanted position
             where = np.full(len(wanted), -1, dtype=np.int64)
             hit = np.asarray(pc.fill_null(found, -1), dtype=np.int64)
             where[hit[hit >= 0]] = np.flatnonzero(hit >= 0)
-            roots = pc.take(self.roots, pa.array(where, mask=where < 0))
+            roots = pc.take(targets, pa.array(where, mask=where < 0))
             mapped = pc.take(roots, pc.index_in(values, value_set=wanted))
         else:
-            mapped = pc.take(self.roots, pc.index_in(values, value_set=self.ids))
+            mapped = pc.take(targets, pc.index_in(values, value_set=moved))
         resolved = pd.Series(
             pd.arrays.ArrowExtensionArray(pc.coalesce(mapped, values)), index=ids.index
         )
         return resolved.astype(ids.dtype)
+
+    @cached_property
+    def _moved(self) -> tuple[pa.Array, pa.Array]:
+        """The ids whose canonical id is another id, and those canonical ids: the only ids
+        a lookup has to find (every other id, linked or not, resolves to itself)."""
+        moved = pc.not_equal(self.ids, self.roots)
+        return self.ids.filter(moved), self.roots.filter(moved)
 
     def members(self, canonical_ids: pd.Series | list[str]) -> pd.Series:
         """Every id, canonical ones included, of the given groups."""
