@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 import sql
 from transforms.columns import is_custom_column
+from transforms.messages import drop_repeated
 from warehouse.engine import describe, release_file_database
 from warehouse.errors import WarehouseError
 from warehouse.frames import iter_frames, read_frame
@@ -211,7 +212,7 @@ class SegmentSource:
         if len(frames) == 1:
             return frames[0]
         frame = pd.concat(frames, ignore_index=True)
-        return frame.drop_duplicates("id", keep="last") if ids is not None else frame
+        return drop_repeated(frame, keep="last") if ids is not None else frame
 
     def iter_identifies(self, ids: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
         """Identify rows in frames of at most `chunk_size` rows (bounded memory)."""
