@@ -836,16 +836,16 @@ def _property_rows(
     row_of = np.full(len(tracks), -1, dtype=np.int64)
     if not tables or tracks.empty:
         return table_of, row_of
-    ids = pa.array(tracks["id"].astype(pd.ArrowDtype(pa.string())))
-    events = tracks["event"].astype(pd.ArrowDtype(pa.string()))
-    for code, (table, frame) in enumerate(tables.items()):
-        mine = (events == table).fillna(False).to_numpy(dtype=bool)
-        if not mine.any():
+    ids = _text_column(tracks["id"])
+    names = pa.array(list(tables), pa.string())
+    which = pc.index_in(_text_column(tracks["event"]), value_set=names)  # one pass
+    which = np.asarray(pc.fill_null(which, -1), dtype=np.int64)
+    for code, frame in enumerate(tables.values()):
+        where = np.flatnonzero(which == code)
+        if not len(where):
             continue
-        keys = pa.array(frame["id"].astype(pd.ArrowDtype(pa.string())))
-        found = pc.index_in(ids.filter(pa.array(mine)), value_set=keys)
-        rows = np.asarray(found.fill_null(-1), dtype=np.int64)
-        where = np.flatnonzero(mine)
+        found = pc.index_in(ids.take(pa.array(where)), value_set=_text_column(frame["id"]))
+        rows = np.asarray(pc.fill_null(found, -1), dtype=np.int64)
         table_of[where[rows >= 0]] = code
         row_of[where] = rows
     return table_of, row_of
