@@ -430,6 +430,7 @@ class SyncJob:
         assert self.graph is not None
         window = self.window("users")
         if window.since == EPOCH and self.options.backfill is None:
+            self._links = None  # no later step reads the links: 100+ MB at 1M users
             identifies = self.source.identifies()
             touched_max = _max(identifies, "uuid_ts")
         else:
@@ -440,6 +441,7 @@ class SyncJob:
             if self.scoped:  # pushdown: read only the identify rows of this job's users
                 canonical = canonical[self._in_scope(canonical)]
             members = self.graph.members(canonical)
+            self._links = None  # no later step reads the links
             identifies = self.source.identifies(members.tolist()) if len(members) else None
             touched_max = None
         if identifies is None or identifies.empty:
