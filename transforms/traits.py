@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.columns import LATEST_CONTEXT_COLUMNS, ORDER_COLUMNS, custom_columns
+from transforms.threads import in_parallel, parallel_map
 from transforms.values import (
     as_arrow,
     as_series,
@@ -145,14 +146,14 @@ def latest_traits(
         columns = custom_columns(identifies.columns)
         columns = [c for c in columns if c != user_column]
         columns += [c for c in LATEST_CONTEXT_COLUMNS if c in identifies.columns]
-    codes, users = user_codes(identifies[user_column])
-    order, rank = chronological_rank(identifies)
+    (codes, users), (order, rank) = in_parallel(
+        lambda: user_codes(identifies[user_column]), lambda: chronological_rank(identifies)
+    )
     index = pd.Index(users, name=user_column)
     every = latest_positions(codes, rank, np.ones(len(codes), dtype=bool), len(users))
-    out = {}
-    for column in columns:
-        out[column] = _latest(identifies[column], codes, rank, order, every, index)
-    return pd.DataFrame(out, index=index)
+    series = [identifies[column] for column in columns]
+    latest = parallel_map(lambda s: _latest(s, codes, rank, order, every, index), series)
+    return pd.DataFrame(dict(zip(columns, latest, strict=True)), index=index)
 
 
 def _latest(
