@@ -21,6 +21,7 @@ from transforms.values import (
     null_where,
     object_array,
     paused_gc,
+    valid_mask,
 )
 
 #: Kept for callers that name the order; mapping.md: `timestamp`, `received_at`, `id`.
@@ -199,19 +200,21 @@ def _platforms(identifies: pd.DataFrame) -> pa.Array:
 
 
 def _platform_codes(identifies: pd.DataFrame) -> np.ndarray:
-    """0 (none), 1 (`apns`) or 2 (`fcm`) per row, worked out once per distinct pair of
-    device type and library name (there are few)."""
+    """0 (none), 1 (`apns`) or 2 (`fcm`) per row, worked out once per distinct device type
+    and library name (there are few): each is trimmed and lower-cased once."""
     n = len(identifies)
-    kind_codes, kinds = _distinct(_lower(identifies, "context_device_type", n))
-    library_codes, libraries = _distinct(_lower(identifies, "context_library_name", n))
+    kind_codes, kinds = _distinct(_text(identifies, "context_device_type", n))
+    library_codes, libraries = _distinct(_text(identifies, "context_library_name", n))
+    kinds, libraries = _cleaned(kinds), _cleaned(libraries)
     inferred = pc.if_else(
         pc.fill_null(pc.match_substring(libraries, "ios"), False),
         "ios",
         pc.if_else(pc.fill_null(pc.match_substring(libraries, "android"), False), "android", None),
     )
+    typed = np.r_[valid_mask(kinds), False][kind_codes]  # a (non-blank) device type
     kind_of = _platform_of(kinds)  # per distinct device type
     inferred_of = _platform_of(inferred)  # per distinct library name
-    return np.where(kind_codes >= 0, kind_of[kind_codes], inferred_of[library_codes])
+    return np.where(typed, kind_of[kind_codes], inferred_of[library_codes])
 
 
 def _distinct(text: pa.Array) -> tuple[np.ndarray, pa.Array]:
@@ -228,14 +231,19 @@ def _platform_of(kinds: pa.Array) -> np.ndarray:
     return np.r_[np.where(ios, 1, np.where(android, 2, 0)), 0].astype(np.int8)
 
 
-def _lower(frame: pd.DataFrame, column: str, n: int, lower: bool = True) -> pa.Array:
-    """The column trimmed (and lower-cased); blank values as null."""
+def _text(frame: pd.DataFrame, column: str, n: int) -> pa.Array:
+    """The column as Arrow text (all null when there is no such column)."""
     if column not in frame.columns:
         return pa.nulls(n, pa.string())
     array = as_arrow(frame[column])
     if array is None or not _is_text(array):
         array = as_arrow(frame[column].astype("string"))
-    text = pc.utf8_trim_whitespace(array.cast(pa.string()))
+    return array.cast(pa.string())
+
+
+def _cleaned(text: pa.Array, lower: bool = True) -> pa.Array:
+    """Text trimmed (and lower-cased); blank values as null."""
+    text = pc.utf8_trim_whitespace(text)
     if lower:
         text = pc.utf8_lower(text)
     return pc.if_else(pc.equal(pc.binary_length(text), 0), pa.scalar(None, pa.string()), text)
@@ -251,22 +259,25 @@ def device_tokens(identifies: pd.DataFrame, user_column: str = "canonical_id") -
     )
     if "context_device_token" not in identifies.columns or identifies.empty:
         return empty
-    token = _lower(identifies, "context_device_token", len(identifies), lower=False)
-    with_token = np.flatnonzero(token.is_valid().to_numpy(zero_copy_only=False))
+    token = _text(identifies, "context_device_token", len(identifies))
+    sent = np.flatnonzero(valid_mask(token))  # trimmed below, only where sent
+    token = _cleaned(token.take(pa.array(sent)), lower=False)
+    with_token = sent[valid_mask(token)]
+    token = token.filter(token.is_valid())
     needed = [user_column, "context_device_type", "context_library_name", *ORDER_COLUMNS]
     frame = identifies[[c for c in needed if c in identifies.columns]].iloc[with_token]
-    token = token.take(pa.array(with_token))
-    platform = _platform_codes(frame)
-    codes, users = user_codes(frame[user_column], sort=False)
+    (platform, (codes, users)), (_, rank) = in_parallel(
+        lambda: (_platform_codes(frame), user_codes(frame[user_column], sort=False)),
+        lambda: chronological_rank(frame),
+    )
     usable = np.flatnonzero((platform > 0) & (codes >= 0))
     if not len(usable):
         return empty
     is_fcm = (platform == 2).astype(np.int64)
-    _, rank = chronological_rank(frame)
     m = len(frame)
-    # One sort: by user, platform, then newest first.
+    # One sort: by user, platform, then newest first (the keys are distinct).
     group = codes[usable] * 2 + is_fcm[usable]
-    order = usable[np.argsort(group * m + (m - 1 - rank[usable]), kind="stable")]
+    order = usable[np.argsort(group * m + (m - 1 - rank[usable]))]
     group = codes[order] * 2 + is_fcm[order]
     tokens = token.take(pa.array(order))
     token_codes = pc.dictionary_encode(tokens).indices.to_numpy(zero_copy_only=False)
@@ -274,9 +285,8 @@ def device_tokens(identifies: pd.DataFrame, user_column: str = "canonical_id") -
     tokens = tokens.filter(pa.array(first))
     group = group[first]
     starts = _runs(group)
-    ends = np.r_[starts[1:], len(group)]
-    flat = tokens.to_pylist()
-    lists = object_array(list(map(flat.__getitem__, map(slice, starts.tolist(), ends.tolist()))))
+    offsets = pa.array(np.r_[starts, len(group)].astype(np.int64))
+    lists = object_array(pa.LargeListArray.from_arrays(offsets, tokens).to_pylist())
     owner = group[starts] // 2  # sorted
     present = owner[_runs(owner)]
     position = np.cumsum(np.r_[False, owner[1:] != owner[:-1]])
