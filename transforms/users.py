@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,8 @@ from transforms.contact import (
     valid_emails,
     valid_timezones,
 )
-from transforms.json_objects import json_objects, json_records
+from transforms.json_objects import json_records, json_texts
+from transforms.threads import in_parallel
 from transforms.traits import TOKEN_PLATFORMS
 from transforms.values import (
     Field,
@@ -99,39 +101,61 @@ def _series(array: pa.Array, index: pd.Index) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(array), index=index)
 
 
-def _fields(latest: pd.DataFrame, tokens: pd.DataFrame, phone_region: str | None) -> _Fields:
-    quality: Counter[str] = Counter()
-    user_ids = pa.array(latest.index.astype(str), pa.string())
-    first, last = _names(latest)
+class _Zones(NamedTuple):
+    """The `timezone` field, where a valid zone was found, and where one is invalid."""
 
-    email = _text(latest, "email")
-    fallback = null_where(user_ids, ~valid_emails(user_ids))
-    email = pc.coalesce(email, fallback)
-    bad_email = ~missing_mask(email) & ~valid_emails(email)
-    _count(quality, "invalid_email", bad_email)
-    email = null_where(email, bad_email)
+    timezone: pa.Array
+    taken: np.ndarray
+    invalid: np.ndarray
 
-    phone, unparsed = normalize_phones(_text(latest, "phone"), phone_region)
-    _count(quality, "unparsed_phone", unparsed)
 
+def _timezones(latest: pd.DataFrame) -> _Zones:
     context_tz = _text(latest, "context_timezone")
     trait_tz = _text(latest, "timezone")
     context_ok = valid_timezones(context_tz)
     trait_ok = valid_timezones(trait_tz)
     context_bad = ~missing_mask(context_tz) & ~context_ok
     trait_bad = ~missing_mask(trait_tz) & ~trait_ok & ~context_ok
-    _count(quality, "invalid_timezone", context_bad | trait_bad)
     timezone = pc.coalesce(null_where(context_tz, ~context_ok), null_where(trait_tz, ~trait_ok))
+    return _Zones(timezone, context_ok | trait_ok, context_bad | trait_bad)
 
-    token_columns = _token_lists(tokens, user_ids)
+
+def _emails(latest: pd.DataFrame, user_ids: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The `email` field (the user id when it is an address), and where it is invalid."""
+    email = _text(latest, "email")
+    fallback = null_where(user_ids, ~valid_emails(user_ids))
+    email = pc.coalesce(email, fallback)
+    bad_email = ~missing_mask(email) & ~valid_emails(email)
+    return null_where(email, bad_email), bad_email
+
+
+def _fields(
+    latest: pd.DataFrame,
+    tokens: pd.DataFrame,
+    phone_region: str | None,
+    zones: _Zones | None = None,
+) -> _Fields:
+    """The top-level fields, each worked out on its own thread (phones take longest)."""
+    zones = _timezones(latest) if zones is None else zones
+    user_ids = pa.array(latest.index.astype(str), pa.string())
+    (phone, unparsed), (first, last), (email, bad_email), token_columns = in_parallel(
+        lambda: normalize_phones(_text(latest, "phone"), phone_region),
+        lambda: _names(latest),
+        lambda: _emails(latest, user_ids),
+        lambda: _token_lists(tokens, user_ids),
+    )
+    quality: Counter[str] = Counter()
+    _count(quality, "invalid_email", bad_email)
+    _count(quality, "unparsed_phone", unparsed)
+    _count(quality, "invalid_timezone", zones.invalid)
     columns = {
         "first_name": first,
         "last_name": last,
         "email": email,
         "phone_number": phone,
-        "timezone": timezone,
+        "timezone": zones.timezone,
     }
-    return _Fields(user_ids, columns, token_columns, context_ok | trait_ok, quality)
+    return _Fields(user_ids, columns, token_columns, zones.taken, quality)
 
 
 def identify_fields(
@@ -204,8 +228,11 @@ def identify_payloads(
     """One identify payload (JSON bytes, keys sorted) per row of `latest` (index: canonical
     id)."""
     n = len(latest)
-    built = _fields(latest, tokens, phone_region)
-    attributes = json_objects(attribute_fields(latest, built.timezone_taken), n)
+    zones = _timezones(latest)
+    attributes, built = in_parallel(
+        lambda: json_texts(attribute_fields(latest, zones.taken), n),
+        lambda: _fields(latest, tokens, phone_region, zones),
+    )
     top = [Field("user_id", built.user_ids)]
     top += [Field(k, v) for k, v in built.columns.items()]
     top += [Field(k, v) for k, v in built.tokens.items()]
