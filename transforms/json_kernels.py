@@ -1,7 +1,8 @@
-"""Compiled loops that write JSON objects row by row from column buffers.
+"""Compiled loops that write JSON objects row by row from column buffers (without the
+GIL, so other columns' work goes on meanwhile).
 
-`objects` writes every row's `{"key":value,...}` into one buffer: a first pass measures
-each row, a second writes it, so the output is written once, front to back. Each field is
+`object_bounds` measures every row's `{"key":value,...}` and `write_objects` then writes
+them all into one buffer, front to back. Each field is
 one of the kinds below, its values Arrow-style buffers: offsets into UTF-8 bytes, or int64
 values (booleans as 0/1). Values are written as orjson writes them: text quoted, with `"`,
 `\\` and control characters escaped (`\\n`, `\\u001f`, ...), integers in decimal.
@@ -153,7 +154,7 @@ def _row(
     return at + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def object_bounds(kinds, slots, heads, head_offsets, present, numbers, offsets, data):
     """Where each row's JSON object starts and ends in the output of `write_objects` (which
     takes the same arguments, after the output and these bounds)."""
@@ -181,7 +182,7 @@ def object_bounds(kinds, slots, heads, head_offsets, present, numbers, offsets, 
     return bounds
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def write_objects(out, bounds, kinds, slots, heads, head_offsets, present, numbers, offsets, data):
     """Write one JSON object per row into `out[bounds[r]:bounds[r + 1]]`, `{}` where no
     field is present.
@@ -229,7 +230,7 @@ def _list(out, at, lists, row, offsets, data, escape, write):
     return at + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def list_bounds(present, lists, offsets, data, escape):
     """Where each row's JSON array starts and ends in the output of `write_lists` (which
     takes the same arguments, after the output and these bounds)."""
@@ -244,7 +245,7 @@ def list_bounds(present, lists, offsets, data, escape):
     return bounds
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def write_lists(out, bounds, present, lists, offsets, data, escape):
     """Write a JSON array of strings into `out[bounds[r]:bounds[r + 1]]` for each row `r`
     where `present`: the texts `lists[r]` to `lists[r + 1]` (no nulls) of `data`."""
