@@ -1,7 +1,7 @@
 """Latest traits per user and device tokens, from all of the user's identify rows.
 
-Column-wise: one sort of the rows, then per column the last non-null position of each
-user's run of rows (numpy), then one Arrow `take`.
+Column-wise: one sort of the rows, then per column each user's latest row with a value
+(one compiled pass over the rows), then one Arrow `take`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.columns import LATEST_CONTEXT_COLUMNS, ORDER_COLUMNS, custom_columns
+from transforms.latest_kernel import latest_rows
 from transforms.threads import in_parallel, parallel_map
 from transforms.values import (
     as_arrow,
@@ -70,7 +71,7 @@ def chronological(frame: pd.DataFrame) -> np.ndarray:
         keys = [_time_key(frame["timestamp"])]
     if "received_at" in frame.columns:
         keys.append(_time_key(frame["received_at"]))
-    order = np.argsort(keys[0], kind="stable")
+    order = np.argsort(keys[0])  # not stable: tied rows are put in order below
     if n < 2:
         return order
     first = keys[0][order]
@@ -86,7 +87,7 @@ def chronological(frame: pd.DataFrame) -> np.ndarray:
     if "id" in frame.columns:
         ids = frame["id"].to_numpy(dtype=object)[rows].astype(str)
         tiebreak.append(np.argsort(np.argsort(ids, kind="stable"), kind="stable"))
-    order[positions] = rows[np.lexsort(tiebreak[::-1])]
+    order[positions] = rows[np.lexsort([rows, *tiebreak[::-1]])]  # last: position
     return order
 
 
@@ -116,16 +117,6 @@ def _runs(sorted_codes: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
 
 
-def latest_positions(
-    codes: np.ndarray, rank: np.ndarray, valid: np.ndarray, n_users: int
-) -> np.ndarray:
-    """Per user, the rank of their latest row where `valid` (-1 where none is)."""
-    rows = np.flatnonzero(valid & (codes >= 0))
-    best = np.full(n_users, -1, dtype=np.int64)
-    np.maximum.at(best, codes[rows], rank[rows])
-    return best
-
-
 # -- latest traits ------------------------------------------------------------------------
 
 
@@ -147,13 +138,13 @@ def latest_traits(
         columns = custom_columns(identifies.columns)
         columns = [c for c in columns if c != user_column]
         columns += [c for c in LATEST_CONTEXT_COLUMNS if c in identifies.columns]
-    (codes, users), (order, rank) = in_parallel(
+    (codes, users), (_, rank) = in_parallel(
         lambda: user_codes(identifies[user_column]), lambda: chronological_rank(identifies)
     )
     index = pd.Index(users, name=user_column)
-    every = latest_positions(codes, rank, np.ones(len(codes), dtype=bool), len(users))
+    every = latest_rows(codes, rank, np.ones(len(codes), dtype=bool), len(users))
     series = [identifies[column] for column in columns]
-    latest = parallel_map(lambda s: _latest(s, codes, rank, order, every, index), series)
+    latest = parallel_map(lambda s: _latest(s, codes, rank, every, index), series)
     return pd.DataFrame(dict(zip(columns, latest, strict=True)), index=index)
 
 
@@ -161,20 +152,20 @@ def _latest(
     series: pd.Series,
     codes: np.ndarray,
     rank: np.ndarray,
-    order: np.ndarray,
     every: np.ndarray,
     index: pd.Index,
 ) -> pd.Series:
-    """The latest non-null value of each user, as an Arrow-dtype Series."""
+    """The latest non-null value of each user, as an Arrow-dtype Series (`every`: each
+    user's latest row)."""
     array = as_arrow(series)
     if array is None:  # an object column of mixed values
         values = series.to_numpy(dtype=object)
         valid = pd.notna(values)
     else:
         valid = ~missing_mask(array)
-    best = every if valid.all() else latest_positions(codes, rank, valid, len(index))
-    found = best >= 0
-    rows = order[np.where(found, best, 0)] if len(order) else best
+    rows = every if valid.all() else latest_rows(codes, rank, valid, len(index))
+    found = rows >= 0
+    rows = np.where(found, rows, 0)
     if array is None:
         taken = values[rows]
         taken[~found] = None
