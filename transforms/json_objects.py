@@ -4,8 +4,8 @@ Each field is turned into Arrow-style buffers once (text offsets and bytes, int6
 booleans, where the key is present), then compiled loops (`transforms.json_kernels`) write
 every row's `"key":value` members into one buffer, keys in sorted order at every level: a
 first pass measures each row, a second writes it. Values are written as orjson writes
-them (integers, `true`/`false`, floats in their shortest round-trip form as polars formats
-them, strings with the same escapes), so an object's bytes equal
+them (integers, `true`/`false`, floats in their shortest round-trip form as orjson itself
+formats a numpy array of them, strings with the same escapes), so an object's bytes equal
 `orjson.dumps(record, option=orjson.OPT_SORT_KEYS)` of the dict `values.records` builds
 from the same fields: the change-detection fingerprints of earlier runs stay valid.
 """
@@ -133,10 +133,11 @@ def _member(field: Field) -> _Member | None:
             return _text_member(RAW, key, values.cast(pa.string()), present)
         ints = pc.fill_null(values.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
         return _Member(INT, key, present, ints)
-    if pa.types.is_floating(kind):  # polars writes floats as orjson does; NaN, inf left out
+    if pa.types.is_floating(kind):  # NaN and infinities are left out
         present &= pc.fill_null(pc.is_finite(values), False).to_numpy(zero_copy_only=False)
-        text = _series(values.cast(pa.float64())).cast(_TEXT).to_arrow()
-        return _text_member(RAW, key, text, present)
+        floats = pc.fill_null(values.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+        offsets, data = _float_texts(np.where(present, floats, 0.0))
+        return _Member(RAW, key, present, offsets, data)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return _text_member(QUOTED if _plain_text(values) else ESCAPED, key, values, present)
     if _text_lists(kind) and values.values.null_count == 0:
@@ -154,6 +155,21 @@ def _member(field: Field) -> _Member | None:
         return _text_member(RAW, key, text, present)
     # structs, maps, ...: orjson, keys sorted
     return _text_member(RAW, key, python_json(values.to_pylist(), ~present), present)
+
+
+def _float_texts(floats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and bytes of each float as orjson writes it: orjson writes the whole array
+    (`[a,b,...]`, in C), and the commas are cut out."""
+    text = np.frombuffer(orjson.dumps(floats, option=orjson.OPT_SERIALIZE_NUMPY), np.uint8)
+    text = text[1:-1]
+    comma = text == ord(",")
+    commas = np.flatnonzero(comma)  # value i ends at the i-th comma; i commas precede it
+    n = len(floats)
+    offsets = np.empty(n + 1, dtype=np.int64)
+    offsets[0] = 0
+    offsets[1:n] = commas + 1 - np.arange(1, n)
+    offsets[n] = len(text) - (n - 1)
+    return offsets, text[~comma]
 
 
 def _text_lists(kind: pa.DataType) -> bool:

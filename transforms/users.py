@@ -62,6 +62,7 @@ class _Fields:
     tokens: dict[str, pa.Array]  # lists of text, null where none
     timezone_taken: np.ndarray
     quality: Counter[str]
+    attributes: pa.Array | None = None  # JSON text, when asked for
 
 
 def _text(latest: pd.DataFrame, name: str) -> pa.Array:
@@ -133,17 +134,24 @@ def _fields(
     latest: pd.DataFrame,
     tokens: pd.DataFrame,
     phone_region: str | None,
-    zones: _Zones | None = None,
+    *,
+    attributes: bool = False,
 ) -> _Fields:
-    """The top-level fields, each worked out on its own thread (phones take longest)."""
-    zones = _timezones(latest) if zones is None else zones
+    """The top-level fields (and, if asked, the attributes as JSON text), each worked out
+    on its own thread, longest first."""
+    zones = _timezones(latest)
     user_ids = pa.array(latest.index.astype(str), pa.string())
-    (phone, unparsed), (first, last), (email, bad_email), token_columns = in_parallel(
+    steps = [
         lambda: normalize_phones(_text(latest, "phone"), phone_region),
+        lambda: _token_lists(tokens, user_ids),
         lambda: _names(latest),
         lambda: _emails(latest, user_ids),
-        lambda: _token_lists(tokens, user_ids),
-    )
+    ]
+    if attributes:
+        steps.insert(0, lambda: json_texts(attribute_fields(latest, zones.taken), len(latest)))
+    results = in_parallel(*steps)
+    objects = results.pop(0) if attributes else None
+    (phone, unparsed), token_columns, (first, last), (email, bad_email) = results
     quality: Counter[str] = Counter()
     _count(quality, "invalid_email", bad_email)
     _count(quality, "unparsed_phone", unparsed)
@@ -155,7 +163,7 @@ def _fields(
         "phone_number": phone,
         "timezone": zones.timezone,
     }
-    return _Fields(user_ids, columns, token_columns, zones.taken, quality)
+    return _Fields(user_ids, columns, token_columns, zones.taken, quality, objects)
 
 
 def identify_fields(
@@ -228,14 +236,10 @@ def identify_payloads(
     """One identify payload (JSON bytes, keys sorted) per row of `latest` (index: canonical
     id)."""
     n = len(latest)
-    zones = _timezones(latest)
-    attributes, built = in_parallel(
-        lambda: json_texts(attribute_fields(latest, zones.taken), n),
-        lambda: _fields(latest, tokens, phone_region, zones),
-    )
+    built = _fields(latest, tokens, phone_region, attributes=True)
     top = [Field("user_id", built.user_ids)]
     top += [Field(k, v) for k, v in built.columns.items()]
     top += [Field(k, v) for k, v in built.tokens.items()]
-    top.append(Field("attributes", attributes, encoded=True))
+    top.append(Field("attributes", built.attributes, encoded=True))
     payloads = json_records(top, n)
     return IdentifyPayloads(built.user_ids.to_pylist(), payloads, built.quality)
