@@ -191,8 +191,8 @@ def write_objects(out, bounds, kinds, slots, heads, head_offsets, present, numbe
     `heads[head_offsets[f]:head_offsets[f + 1]]`: `,"key":`, and `"` when its value is
     written as a string. Its value, by `kinds[f]`, is `numbers[r, slots[f]]` or the bytes
     `data[offsets[r, slots[f]]:offsets[r + 1, slots[f]]]`. (The caller allocates `out`:
-    numpy asks for huge pages, which makes first writes to a large buffer several times
-    faster.)
+    a buffer numba allocates pays its page faults anew each time, which costs more than
+    writing it.)
     """
     digits = np.empty(20, dtype=np.uint8)
     for row in range(present.shape[0]):

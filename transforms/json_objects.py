@@ -97,6 +97,15 @@ class _Member(NamedTuple):
     data: np.ndarray = _NO_BYTES
 
 
+def _empty(shape: int | tuple[int, ...], dtype: type) -> np.ndarray:
+    """An uninitialized array in Arrow's memory pool, which keeps freed memory for the next
+    buffers: a new numpy array of 100 MB pays its page faults again (and the kernel may
+    stall to compact memory for the huge pages numpy asks for)."""
+    kind = np.dtype(dtype)
+    buffer = pa.allocate_buffer(int(np.prod(shape)) * kind.itemsize)
+    return np.frombuffer(buffer, dtype=kind).reshape(shape)
+
+
 def _text_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """int64 offsets (one per value, plus the end) into the UTF-8 bytes of a text array."""
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
@@ -145,7 +154,7 @@ def _member(field: Field) -> _Member | None:
         lists = values.offsets.to_numpy().astype(np.int64)
         arguments = (present, lists, offsets, data, not _plain_text(values.values))
         bounds = list_bounds(*arguments)
-        text = np.empty(bounds[-1], dtype=np.uint8)
+        text = _empty(bounds[-1], np.uint8)
         write_lists(text, bounds, *arguments)
         return _Member(RAW, key, present, bounds, text)
     if _written_by_polars(kind):  # other lists of scalars: polars' JSON writer
@@ -197,13 +206,13 @@ def _assemble(members: Sequence[_Member], n: int) -> tuple[np.ndarray, np.ndarra
     numeric = [m for m in members if m.kind in (INT, BOOL)]
     texts = [m for m in members if m.kind not in (INT, BOOL)]
     slots = {id(m): slot for group in (numeric, texts) for slot, m in enumerate(group)}
-    present = np.empty((n, len(members)), dtype=bool)
+    present = _empty((n, len(members)), np.bool_)
     for column, member in enumerate(members):
         present[:, column] = member.present
-    numbers = np.empty((n, len(numeric)), dtype=np.int64)
+    numbers = _empty((n, len(numeric)), np.int64)
     for column, member in enumerate(numeric):
         numbers[:, column] = member.values
-    offsets = np.empty((n + 1, len(texts)), dtype=np.int64)
+    offsets = _empty((n + 1, len(texts)), np.int64)
     pieces, base = [], 0
     for column, member in enumerate(texts):
         first, last = member.values[0], member.values[-1]
@@ -222,10 +231,10 @@ def _assemble(members: Sequence[_Member], n: int) -> tuple[np.ndarray, np.ndarra
         present,
         numbers,
         offsets,
-        np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint8),
+        np.concatenate(pieces, out=_empty(base, np.uint8)) if pieces else _empty(0, np.uint8),
     )
     bounds = object_bounds(*arguments)
-    out = np.empty(bounds[-1], dtype=np.uint8)
+    out = _empty(bounds[-1], np.uint8)
     write_objects(out, bounds, *arguments)
     return bounds, out
 
