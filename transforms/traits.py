@@ -1,7 +1,7 @@
 """Latest traits per user and device tokens, from all of the user's identify rows.
 
-Column-wise: one sort of the rows, then per column the last non-null position of each
-user's run of rows (numpy), then one Arrow `take`.
+Column-wise: one sort of the rows, then per column each user's latest row with a value
+(one compiled pass over the rows), then one Arrow `take`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.columns import LATEST_CONTEXT_COLUMNS, ORDER_COLUMNS, custom_columns
+from transforms.latest_kernel import latest_rows
+from transforms.threads import in_parallel, parallel_map
 from transforms.values import (
     as_arrow,
     as_series,
@@ -20,6 +22,7 @@ from transforms.values import (
     null_where,
     object_array,
     paused_gc,
+    valid_mask,
 )
 
 #: Kept for callers that name the order; mapping.md: `timestamp`, `received_at`, `id`.
@@ -68,7 +71,7 @@ def chronological(frame: pd.DataFrame) -> np.ndarray:
         keys = [_time_key(frame["timestamp"])]
     if "received_at" in frame.columns:
         keys.append(_time_key(frame["received_at"]))
-    order = np.argsort(keys[0], kind="stable")
+    order = np.argsort(keys[0])  # not stable: tied rows are put in order below
     if n < 2:
         return order
     first = keys[0][order]
@@ -84,7 +87,7 @@ def chronological(frame: pd.DataFrame) -> np.ndarray:
     if "id" in frame.columns:
         ids = frame["id"].to_numpy(dtype=object)[rows].astype(str)
         tiebreak.append(np.argsort(np.argsort(ids, kind="stable"), kind="stable"))
-    order[positions] = rows[np.lexsort(tiebreak[::-1])]
+    order[positions] = rows[np.lexsort([rows, *tiebreak[::-1]])]  # last: position
     return order
 
 
@@ -114,16 +117,6 @@ def _runs(sorted_codes: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
 
 
-def latest_positions(
-    codes: np.ndarray, rank: np.ndarray, valid: np.ndarray, n_users: int
-) -> np.ndarray:
-    """Per user, the rank of their latest row where `valid` (-1 where none is)."""
-    rows = np.flatnonzero(valid & (codes >= 0))
-    best = np.full(n_users, -1, dtype=np.int64)
-    np.maximum.at(best, codes[rows], rank[rows])
-    return best
-
-
 # -- latest traits ------------------------------------------------------------------------
 
 
@@ -145,34 +138,34 @@ def latest_traits(
         columns = custom_columns(identifies.columns)
         columns = [c for c in columns if c != user_column]
         columns += [c for c in LATEST_CONTEXT_COLUMNS if c in identifies.columns]
-    codes, users = user_codes(identifies[user_column])
-    order, rank = chronological_rank(identifies)
+    (codes, users), (_, rank) = in_parallel(
+        lambda: user_codes(identifies[user_column]), lambda: chronological_rank(identifies)
+    )
     index = pd.Index(users, name=user_column)
-    every = latest_positions(codes, rank, np.ones(len(codes), dtype=bool), len(users))
-    out = {}
-    for column in columns:
-        out[column] = _latest(identifies[column], codes, rank, order, every, index)
-    return pd.DataFrame(out, index=index)
+    every = latest_rows(codes, rank, np.ones(len(codes), dtype=bool), len(users))
+    series = [identifies[column] for column in columns]
+    latest = parallel_map(lambda s: _latest(s, codes, rank, every, index), series)
+    return pd.DataFrame(dict(zip(columns, latest, strict=True)), index=index)
 
 
 def _latest(
     series: pd.Series,
     codes: np.ndarray,
     rank: np.ndarray,
-    order: np.ndarray,
     every: np.ndarray,
     index: pd.Index,
 ) -> pd.Series:
-    """The latest non-null value of each user, as an Arrow-dtype Series."""
+    """The latest non-null value of each user, as an Arrow-dtype Series (`every`: each
+    user's latest row)."""
     array = as_arrow(series)
     if array is None:  # an object column of mixed values
         values = series.to_numpy(dtype=object)
         valid = pd.notna(values)
     else:
         valid = ~missing_mask(array)
-    best = every if valid.all() else latest_positions(codes, rank, valid, len(index))
-    found = best >= 0
-    rows = order[np.where(found, best, 0)] if len(order) else best
+    rows = every if valid.all() else latest_rows(codes, rank, valid, len(index))
+    found = rows >= 0
+    rows = np.where(found, rows, 0)
     if array is None:
         taken = values[rows]
         taken[~found] = None
@@ -198,19 +191,21 @@ def _platforms(identifies: pd.DataFrame) -> pa.Array:
 
 
 def _platform_codes(identifies: pd.DataFrame) -> np.ndarray:
-    """0 (none), 1 (`apns`) or 2 (`fcm`) per row, worked out once per distinct pair of
-    device type and library name (there are few)."""
+    """0 (none), 1 (`apns`) or 2 (`fcm`) per row, worked out once per distinct device type
+    and library name (there are few): each is trimmed and lower-cased once."""
     n = len(identifies)
-    kind_codes, kinds = _distinct(_lower(identifies, "context_device_type", n))
-    library_codes, libraries = _distinct(_lower(identifies, "context_library_name", n))
+    kind_codes, kinds = _distinct(_text(identifies, "context_device_type", n))
+    library_codes, libraries = _distinct(_text(identifies, "context_library_name", n))
+    kinds, libraries = _cleaned(kinds), _cleaned(libraries)
     inferred = pc.if_else(
         pc.fill_null(pc.match_substring(libraries, "ios"), False),
         "ios",
         pc.if_else(pc.fill_null(pc.match_substring(libraries, "android"), False), "android", None),
     )
+    typed = np.r_[valid_mask(kinds), False][kind_codes]  # a (non-blank) device type
     kind_of = _platform_of(kinds)  # per distinct device type
     inferred_of = _platform_of(inferred)  # per distinct library name
-    return np.where(kind_codes >= 0, kind_of[kind_codes], inferred_of[library_codes])
+    return np.where(typed, kind_of[kind_codes], inferred_of[library_codes])
 
 
 def _distinct(text: pa.Array) -> tuple[np.ndarray, pa.Array]:
@@ -227,14 +222,19 @@ def _platform_of(kinds: pa.Array) -> np.ndarray:
     return np.r_[np.where(ios, 1, np.where(android, 2, 0)), 0].astype(np.int8)
 
 
-def _lower(frame: pd.DataFrame, column: str, n: int, lower: bool = True) -> pa.Array:
-    """The column trimmed (and lower-cased); blank values as null."""
+def _text(frame: pd.DataFrame, column: str, n: int) -> pa.Array:
+    """The column as Arrow text (all null when there is no such column)."""
     if column not in frame.columns:
         return pa.nulls(n, pa.string())
     array = as_arrow(frame[column])
     if array is None or not _is_text(array):
         array = as_arrow(frame[column].astype("string"))
-    text = pc.utf8_trim_whitespace(array.cast(pa.string()))
+    return array.cast(pa.string())
+
+
+def _cleaned(text: pa.Array, lower: bool = True) -> pa.Array:
+    """Text trimmed (and lower-cased); blank values as null."""
+    text = pc.utf8_trim_whitespace(text)
     if lower:
         text = pc.utf8_lower(text)
     return pc.if_else(pc.equal(pc.binary_length(text), 0), pa.scalar(None, pa.string()), text)
@@ -250,22 +250,25 @@ def device_tokens(identifies: pd.DataFrame, user_column: str = "canonical_id") -
     )
     if "context_device_token" not in identifies.columns or identifies.empty:
         return empty
-    token = _lower(identifies, "context_device_token", len(identifies), lower=False)
-    with_token = np.flatnonzero(token.is_valid().to_numpy(zero_copy_only=False))
+    token = _text(identifies, "context_device_token", len(identifies))
+    sent = np.flatnonzero(valid_mask(token))  # trimmed below, only where sent
+    token = _cleaned(token.take(pa.array(sent)), lower=False)
+    with_token = sent[valid_mask(token)]
+    token = token.filter(token.is_valid())
     needed = [user_column, "context_device_type", "context_library_name", *ORDER_COLUMNS]
     frame = identifies[[c for c in needed if c in identifies.columns]].iloc[with_token]
-    token = token.take(pa.array(with_token))
-    platform = _platform_codes(frame)
-    codes, users = user_codes(frame[user_column], sort=False)
+    (platform, (codes, users)), (_, rank) = in_parallel(
+        lambda: (_platform_codes(frame), user_codes(frame[user_column], sort=False)),
+        lambda: chronological_rank(frame),
+    )
     usable = np.flatnonzero((platform > 0) & (codes >= 0))
     if not len(usable):
         return empty
     is_fcm = (platform == 2).astype(np.int64)
-    _, rank = chronological_rank(frame)
     m = len(frame)
-    # One sort: by user, platform, then newest first.
+    # One sort: by user, platform, then newest first (the keys are distinct).
     group = codes[usable] * 2 + is_fcm[usable]
-    order = usable[np.argsort(group * m + (m - 1 - rank[usable]), kind="stable")]
+    order = usable[np.argsort(group * m + (m - 1 - rank[usable]))]
     group = codes[order] * 2 + is_fcm[order]
     tokens = token.take(pa.array(order))
     token_codes = pc.dictionary_encode(tokens).indices.to_numpy(zero_copy_only=False)
@@ -273,9 +276,8 @@ def device_tokens(identifies: pd.DataFrame, user_column: str = "canonical_id") -
     tokens = tokens.filter(pa.array(first))
     group = group[first]
     starts = _runs(group)
-    ends = np.r_[starts[1:], len(group)]
-    flat = tokens.to_pylist()
-    lists = object_array(list(map(flat.__getitem__, map(slice, starts.tolist(), ends.tolist()))))
+    offsets = pa.array(np.r_[starts, len(group)].astype(np.int64))
+    lists = object_array(pa.LargeListArray.from_arrays(offsets, tokens).to_pylist())
     owner = group[starts] // 2  # sorted
     present = owner[_runs(owner)]
     position = np.cumsum(np.r_[False, owner[1:] != owner[:-1]])

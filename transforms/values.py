@@ -63,7 +63,7 @@ def missing_mask(array: pa.Array) -> np.ndarray:
         return ~pc.fill_null(pc.invert(pc.is_nan(array)), False).to_numpy(zero_copy_only=False)
     if array.null_count == 0:
         return np.zeros(len(array), dtype=bool)
-    return array.is_null().to_numpy(zero_copy_only=False)
+    return ~valid_mask(array)
 
 
 def object_array(items: list[Any]) -> np.ndarray:
@@ -72,10 +72,50 @@ def object_array(items: list[Any]) -> np.ndarray:
 
 
 def null_where(array: pa.Array, mask: np.ndarray) -> pa.Array:
-    """The array with nulls where `mask` is True."""
+    """The array with nulls where `mask` is True.
+
+    Flat arrays (numbers, times, booleans, text) keep their buffers and get a new validity
+    bitmap; others are copied by `if_else`.
+    """
     if not mask.any():
         return array
-    return pc.if_else(pa.array(mask), pa.scalar(None, array.type), array)
+    if not _flat(array.type):
+        return pc.if_else(pa.array(mask), pa.scalar(None, array.type), array)
+    keep = np.zeros(array.offset + len(array), dtype=bool)
+    keep[array.offset :] = ~mask
+    if array.null_count:
+        keep[array.offset :] &= valid_mask(array)
+    bitmap = pa.py_buffer(np.packbits(keep, bitorder="little"))
+    buffers = [bitmap, *array.buffers()[1:]]
+    return pa.Array.from_buffers(array.type, len(array), buffers, offset=array.offset)
+
+
+def _flat(kind: pa.DataType) -> bool:
+    """Types whose arrays are a validity bitmap plus value buffers, no children."""
+    return (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_temporal(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    )
+
+
+def valid_mask(array: pa.Array) -> np.ndarray:
+    """True where a value is not null (NaN floats count as valid here), read from the
+    validity bitmap."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    bitmap = array.buffers()[0] if array.null_count else None
+    if bitmap is None or pa.types.is_null(array.type):
+        return np.full(len(array), not pa.types.is_null(array.type))
+    bits = np.unpackbits(
+        np.frombuffer(bitmap, dtype=np.uint8), count=array.offset + len(array), bitorder="little"
+    )
+    return bits[array.offset :].view(bool)
 
 
 def is_timestamp(series: pd.Series) -> bool:

@@ -25,7 +25,7 @@ from transforms.events import property_fields, property_objects, track_payloads
 from transforms.json_objects import json_objects, json_records, unix_seconds_json
 from transforms.traits import device_tokens, latest_traits
 from transforms.users import _fields, attribute_fields, identify_payloads
-from transforms.values import Field, json_ready, records, unix_seconds
+from transforms.values import Field, json_ready, missing_mask, records, unix_seconds
 
 UNITS = ["s", "ms", "us", "ns"]
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -48,7 +48,7 @@ def reference_identify(latest: pd.DataFrame, tokens: pd.DataFrame, region: str |
         no_attributes &= f.missing
     top = [Field("user_id", built.user_ids.to_pylist())]
     top += [Field(k, v) for k, v in built.columns.items()]
-    top += [Field(k, values, missing) for k, (values, missing) in built.tokens.items()]
+    top += [Field(k, v.to_pylist(), missing_mask(v)) for k, v in built.tokens.items()]
     top.append(Field("attributes", records(attribute_list, n), no_attributes))
     return records(top, n)
 

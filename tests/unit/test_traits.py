@@ -62,6 +62,13 @@ def test_chronological_order():
     assert chronological(frame(rows)).tolist() == [2, 1, 0]
 
 
+def test_rows_tied_on_every_key_stay_in_their_order():
+    rows = [{"timestamp": at(t), "received_at": at(0)} for t in (3, 1, 3, 1, 3, 0, 1, 3)]
+    assert chronological(frame(rows)).tolist() == [5, 1, 3, 6, 0, 2, 4, 7]
+    ids = [{"id": i, "timestamp": at(0)} for i in ("b", "a", "b", "a")]
+    assert chronological(frame(ids)).tolist() == [1, 3, 0, 2]
+
+
 def test_integers_stay_integers_and_nan_counts_as_null():
     rows = [
         {"id": "1", "canonical_id": "u", "timestamp": at(0), "n": 3, "f": 1.5, "b": True},

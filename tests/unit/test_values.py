@@ -15,10 +15,12 @@ from transforms.values import (
     Field,
     iso_utc,
     json_ready,
+    null_where,
     python_values,
     records,
     to_python,
     unix_seconds,
+    valid_mask,
 )
 
 
@@ -129,3 +131,30 @@ def test_unix_seconds_units(unit):
     when = datetime(2024, 5, 1, tzinfo=UTC) + timedelta(seconds=1)
     seconds, _ = unix_seconds(pa.array([when], pa.timestamp(unit, tz="UTC")))
     assert seconds == [1714521601]
+
+
+ARRAYS = {
+    "int": (pa.int64(), st.integers(-(2**63), 2**63 - 1)),
+    "float": (pa.float64(), st.floats(allow_nan=False)),
+    "bool": (pa.bool_(), st.booleans()),
+    "text": (pa.string(), st.text(max_size=4)),
+    "large_text": (pa.large_string(), st.text(max_size=4)),
+    "stamp": (pa.timestamp("us"), st.datetimes()),
+    "tags": (pa.list_(pa.string()), st.lists(st.text(max_size=2), max_size=2)),
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sorted(ARRAYS)), st.data())
+def test_null_where_and_valid_mask_on_sliced_arrays(name, data):
+    kind, values = ARRAYS[name]
+    items = data.draw(st.lists(st.none() | values, max_size=20))
+    start = data.draw(st.integers(0, len(items)))
+    array = pa.array(items, kind).slice(start)
+    mask = np.array(data.draw(st.lists(st.booleans(), min_size=len(array), max_size=len(array))))
+    expected = [None if m else v for v, m in zip(array.to_pylist(), mask, strict=True)]
+    nulled = null_where(array, mask.astype(bool))
+    nulled.validate(full=True)
+    assert nulled.to_pylist() == expected
+    assert valid_mask(array).tolist() == [v is not None for v in array.to_pylist()]
+    assert valid_mask(nulled).tolist() == [v is not None for v in expected]
