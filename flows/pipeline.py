@@ -31,7 +31,7 @@ from transforms.events import TrackPayloads, dedupe_messages, property_texts, tr
 from transforms.identity import IdentityGraph
 from transforms.messages import drop_repeated, unique_rows
 from transforms.partition import in_partition
-from transforms.traits import device_tokens, latest_traits
+from transforms.traits import chronological, device_tokens, latest_traits
 from transforms.users import IdentifyPayloads, identify_payloads
 from transforms.values import as_arrow, as_series
 from warehouse.audience import load_audience
@@ -504,33 +504,33 @@ class SyncJob:
             yield ItemChunk(users, list(compress(payloads, changed)))
 
     def sync_events(self) -> None:
-        """One track per message id never delivered before, attributed to the canonical id."""
+        """One track per message id never delivered before, attributed to the canonical id,
+        oldest event first."""
         assert self.graph is not None
         window = self.window("events")
-        tracks = self.source.tracks(window)
+        tracks = self.source.tracks(window, ordered=False)
         read_max = _max(tracks, "uuid_ts")
         tracks = tracks.assign(canonical_id=self.graph.resolve(_who(tracks)))
+        # The rows to send, as positions in time order (the 2.5M-row frame is never copied
+        # or sorted): the first row of each message, not delivered, in scope.
+        rows = chronological(tracks)
         if self.options.partition is not None:  # a partition counts and looks up its own
-            tracks = tracks[self._in_scope(tracks["canonical_id"])]
-        self.report.events_read += len(tracks)
-        # One filter, one copy: the first row of each message, not delivered, in scope.
-        first = unique_rows(tracks["id"])
-        keep = np.ones(len(tracks), dtype=bool) if first is None else first
-        self.report.events_deduplicated += len(tracks) - int(np.count_nonzero(keep))
-        ids = tracks["id"].astype(str)
-        done = self.state.delivered_among("event", ids[keep])
+            rows = rows[self._in_scope(tracks["canonical_id"].take(rows)).to_numpy(dtype=bool)]
+        self.report.events_read += len(rows)
+        ids = tracks["id"].take(rows)
+        if (first := unique_rows(ids)) is not None:
+            rows, ids = rows[first], ids[first]
+        self.report.events_deduplicated += self.report.events_read - len(rows)
+        ids = ids.astype(str)
+        done = self.state.delivered_among("event", ids)
         if done:
-            keep &= ~ids.isin(done).to_numpy(dtype=bool)
+            rows = rows[~ids.isin(done).to_numpy(dtype=bool)]
         self.report.events_already_delivered += len(done)
         if self.audience is not None:
-            keep &= self._in_scope(tracks["canonical_id"]).to_numpy(dtype=bool)
-        if not keep.all():
-            tracks = tracks[keep]
-        tables = self._event_property_tables(tracks, window)
-        chunks = self._track_chunks(tracks, tables)  # built as they are sent
-        stats = self._send(
-            "events", "track", chunks, self._ack_delivered("event"), total=len(tracks)
-        )
+            rows = rows[self._in_scope(tracks["canonical_id"].take(rows)).to_numpy(dtype=bool)]
+        tables = self._event_property_tables(tracks["event"].take(rows), window)
+        chunks = self._track_chunks(tracks, rows, tables)  # built as they are sent
+        stats = self._send("events", "track", chunks, self._ack_delivered("event"), total=len(rows))
         self.report.events_sent += stats.sent
         self.report.events_rejected += len(stats.rejected)
         self._settle("events", rows=read_max, stats=stats)
@@ -547,33 +547,33 @@ class SyncJob:
         ids = tracks.loc[(anonymous & sent).to_numpy(dtype=bool), "anonymous_id"]
         self.state.record_anonymous_profiles(ids.astype(str).unique().tolist(), self.report.run_id)
 
-    def _event_property_tables(
-        self, tracks: pd.DataFrame, window: Window
-    ) -> dict[str, pd.DataFrame]:
+    def _event_property_tables(self, events: pd.Series, window: Window) -> dict[str, pd.DataFrame]:
         """The own table of each event in the window (`id` and property columns, one row
         per message id), kept as compact Arrow frames; dicts are built per chunk."""
         tables = {}
-        for table in sorted(str(name) for name in tracks["event"].dropna().unique()):
+        for table in sorted(str(name) for name in events.dropna().unique()):
             frame = self.source.event_properties(table, window)
             if frame is not None and len(frame):
                 tables[table] = drop_repeated(frame, keep="last").reset_index(drop=True)
         return tables
 
     def _track_chunks(
-        self, tracks: pd.DataFrame, tables: dict[str, pd.DataFrame]
+        self, tracks: pd.DataFrame, rows: np.ndarray, tables: dict[str, pd.DataFrame]
     ) -> Iterator[ItemChunk]:
-        """The payloads (by message id) of every sendable track, `chunk_size` tracks at a
-        time, so only one chunk's payloads exist at once; rejections recorded per chunk."""
+        """The payloads (by message id) of the tracks at positions `rows`, in that order,
+        `chunk_size` at a time, so only one chunk's rows and payloads exist at once;
+        rejections recorded per chunk."""
         table_of, row_of = _property_rows(tracks, tables)
         names = list(tables)
         chunk = self.settings.chunk_size
 
         def build(start: int) -> tuple[pd.DataFrame, TrackPayloads]:
-            part, end = tracks.iloc[start : start + chunk], start + chunk
-            properties = _chunk_properties(tables, names, table_of[start:end], row_of[start:end])
+            at = rows[start : start + chunk]
+            part = tracks.take(at)
+            properties = _chunk_properties(tables, names, table_of[at], row_of[at])
             return part, track_payloads(part, properties)
 
-        starts = range(0, len(tracks), chunk)
+        starts = range(0, len(rows), chunk)
         for part, built in built_ahead(build, starts, self.settings.build_threads):
             self.report.quality.update(built.quality)
             self.report.events_rejected += len(built.rejected)

@@ -313,6 +313,10 @@ def iter_frames(
         yield arrow_to_frame(schema.empty_table())
 
 
+#: Rows per batch when DuckDB returns a whole result (`read_arrow`).
+WHOLE_RESULT_BATCH_ROWS = 1 << 26
+
+
 def read_arrow(
     conn: Connection,
     clause: TextClause,
@@ -322,7 +326,13 @@ def read_arrow(
     native: bool = True,
 ) -> pa.Table:
     """The whole result as one Arrow table (batches with columns typed differently, such
-    as all-null ones from the SQLAlchemy path, are promoted to one type)."""
+    as all-null ones from the SQLAlchemy path, are promoted to one type).
+
+    DuckDB is asked for the whole result in as few batches as it likes: it then builds
+    each column in one piece, which is faster and spares combining `chunk_size` pieces
+    (the rows are all held either way)."""
+    if native and native_path(conn) == "duckdb":
+        chunk_size = max(chunk_size, WHOLE_RESULT_BATCH_ROWS)
     schema, batches = iter_batches(conn, clause, params, chunk_size, native=native)
     tables = [pa.Table.from_batches([b]) for b in batches]
     if not tables:

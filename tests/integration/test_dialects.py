@@ -79,6 +79,10 @@ def _statements(source: SegmentSource) -> dict[str, tuple[sa.TextClause, dict]]:
             ids,
         ),
         "tracks_window": (source.clause("tracks_window", w, tracks="tracks", window="uuid_ts"), w),
+        "tracks_in_window": (
+            source.clause("tracks_in_window", w, tracks="tracks", window="uuid_ts"),
+            w,
+        ),
         "event_properties": (
             source.clause(
                 "event_properties",
