@@ -85,10 +85,21 @@ def chronological(frame: pd.DataFrame) -> np.ndarray:
     rows = order[positions]
     tiebreak = [k[rows] for k in keys]
     if "id" in frame.columns:
-        ids = frame["id"].to_numpy(dtype=object)[rows].astype(str)
-        tiebreak.append(np.argsort(np.argsort(ids, kind="stable"), kind="stable"))
+        tiebreak.append(_text_rank(frame["id"], rows))
     order[positions] = rows[np.lexsort([rows, *tiebreak[::-1]])]  # last: position
     return order
+
+
+def _text_rank(values: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """The dense rank of each of `values[rows]` in text order (missing first; equal values
+    rank equal, so rows tied on every key keep their order), taken and ranked in Arrow:
+    converting the whole column to Python strings cost 0.3 s at 2.5M rows."""
+    array = as_arrow(values)
+    if array is None or not _is_text(array):
+        array = as_arrow(values.astype("string"))
+    taken = array.take(pa.array(rows))
+    rank = pc.rank(taken, sort_keys=[("", "ascending", "at_start")], tiebreaker="dense")
+    return rank.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def chronological_rank(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

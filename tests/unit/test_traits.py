@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transforms.traits import chronological, device_platforms, device_tokens, latest_traits
 
@@ -157,3 +159,24 @@ def test_device_tokens_per_user_newest_first():
 def test_device_tokens_without_token_column():
     tokens = device_tokens(frame([{"id": "1", "canonical_id": "u", "timestamp": at(0)}]))
     assert tokens.empty and list(tokens.columns) == ["apns", "fcm"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1, 2]),
+            st.sampled_from([0, 1]),
+            st.one_of(st.none(), st.sampled_from(["a", "b", "é", "🎉"])),
+        ),
+        max_size=30,
+    )
+)
+def test_chronological_is_a_stable_sort_by_time_then_id(keys) -> None:
+    """The order Python's stable sort gives: timestamp, received_at, id (missing first),
+    rows equal on all three in their own order."""
+    rows = [{"id": i, "timestamp": at(t), "received_at": at(r)} for t, r, i in keys]
+    expected = sorted(range(len(keys)), key=lambda p: (keys[p][0], keys[p][1], keys[p][2] or ""))
+    expected = sorted(expected, key=lambda p: (keys[p][0], keys[p][1], keys[p][2] is not None))
+    got = chronological(frame(rows, {"id": pa.string()})).tolist() if rows else []
+    assert got == expected
