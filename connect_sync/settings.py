@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         default=100_000, ge=1, validation_alias=_env("CONNECT_SYNC_CHUNK_SIZE", "chunk_size")
     )
     build_threads: int = Field(
-        default=2,
+        default=1,
         ge=0,
         validation_alias=_env("CONNECT_SYNC_BUILD_THREADS", "build_threads"),
         description="Chunks of payloads built ahead, on threads, while the current one is "

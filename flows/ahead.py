@@ -14,9 +14,10 @@ R = TypeVar("R")
 def built_ahead(build: Callable[[T], R], parts: Iterable[T], workers: int = 2) -> Iterator[R]:
     """`build(part)` of each part, in order, computed up to `workers` parts ahead on threads.
 
-    The transforms spend their time in Arrow, numpy and polars, which release the GIL, so
-    two chunks built at once use both cores of a small machine. At most `workers + 1`
-    results exist at a time; `workers=0` builds each part when it is asked for.
+    The transforms spend their time in Arrow, numpy and compiled loops, which release the
+    GIL, so the next chunk is built while the caller sends the current one. At most
+    `workers + 1` results exist at a time; `workers=0` builds each part when it is asked
+    for.
     """
     if workers <= 0:
         yield from map(build, parts)
