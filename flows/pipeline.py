@@ -33,7 +33,7 @@ from transforms.messages import drop_repeated, unique_rows
 from transforms.partition import in_partition
 from transforms.traits import chronological, device_tokens, latest_traits
 from transforms.users import IdentifyPayloads, identify_payloads
-from transforms.values import as_arrow, as_series
+from transforms.values import as_series, as_text
 from warehouse.audience import load_audience
 from warehouse.engine import create_engine, describe
 from warehouse.identity_cache import IdentityCache
@@ -800,15 +800,8 @@ def release_unused_memory() -> None:
 def _who(frame: pd.DataFrame) -> pd.Series:
     """Each row's id as a string: its user id, else its anonymous id (null when neither).
     Coalesced in Arrow (pandas' astype + fillna cost 0.3 s at 2.5M rows)."""
-    user, anonymous = (_text_column(frame[c]) for c in ("user_id", "anonymous_id"))
+    user, anonymous = (as_text(frame[c]) for c in ("user_id", "anonymous_id"))
     return as_series(pc.coalesce(user, anonymous), frame.index)
-
-
-def _text_column(values: pd.Series) -> pa.Array:
-    array = as_arrow(values)
-    if array is None or not (pa.types.is_string(array.type) or pa.types.is_null(array.type)):
-        array = as_arrow(values.astype("string"))
-    return array.cast(pa.string())
 
 
 def _times(values: pd.Series) -> pd.Series:
@@ -838,15 +831,15 @@ def _property_rows(
     row_of = np.full(len(tracks), -1, dtype=np.int64)
     if not tables or tracks.empty:
         return table_of, row_of
-    ids = _text_column(tracks["id"])
+    ids = as_text(tracks["id"])
     names = pa.array(list(tables), pa.string())
-    which = pc.index_in(_text_column(tracks["event"]), value_set=names)  # one pass
+    which = pc.index_in(as_text(tracks["event"]), value_set=names)  # one pass
     which = np.asarray(pc.fill_null(which, -1), dtype=np.int64)
     for code, frame in enumerate(tables.values()):
         where = np.flatnonzero(which == code)
         if not len(where):
             continue
-        found = pc.index_in(ids.take(pa.array(where)), value_set=_text_column(frame["id"]))
+        found = pc.index_in(ids.take(pa.array(where)), value_set=as_text(frame["id"]))
         rows = np.asarray(pc.fill_null(found, -1), dtype=np.int64)
         table_of[where[rows >= 0]] = code
         row_of[where] = rows

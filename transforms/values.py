@@ -52,6 +52,18 @@ def as_arrow(values: Any) -> pa.Array | None:
     return array
 
 
+def as_text(values: Any) -> pa.Array:
+    """A column as one Arrow `string` array: text as it is, other values written as text."""
+    array = as_arrow(values)
+    if array is None or not (
+        pa.types.is_string(array.type)
+        or pa.types.is_large_string(array.type)
+        or pa.types.is_null(array.type)
+    ):
+        array = as_arrow(pd.Series(values).astype("string"))
+    return array.cast(pa.string())
+
+
 def as_series(array: pa.Array, index: pd.Index | None = None) -> pd.Series:
     """An Arrow array as a Series with an Arrow dtype (ints stay ints through nulls)."""
     return pd.Series(pd.arrays.ArrowExtensionArray(array), index=index, copy=False)
