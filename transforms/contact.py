@@ -21,6 +21,8 @@ import pyarrow.compute as pc
 from phonenumbers import PhoneMetadata
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, SUPPORTED_REGIONS
 
+from transforms.values import blank_as_null
+
 #: Python's whitespace (`str.isspace`), which is also what Arrow's utf8 trim and split use.
 WHITESPACE = "".join(chr(c) for c in range(0x10000) if chr(c).isspace())  # all in the BMP
 #: WHITESPACE as the inside of a regex character class (for both RE2 and `re`).
@@ -40,7 +42,7 @@ def trimmed(array: pa.Array) -> pa.Array:
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         array = array.cast(pa.string())
     text = pc.utf8_trim_whitespace(array)
-    return pc.if_else(pc.equal(pc.binary_length(text), 0), pa.scalar(None, text.type), text)
+    return blank_as_null(text)
 
 
 def valid_emails(text: pa.Array) -> np.ndarray:

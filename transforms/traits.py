@@ -18,10 +18,10 @@ from transforms.values import (
     as_arrow,
     as_series,
     as_text,
+    blank_as_null,
     epoch_units,
     missing_mask,
     null_where,
-    object_array,
     paused_gc,
     valid_mask,
 )
@@ -29,6 +29,7 @@ from transforms.values import (
 #: Kept for callers that name the order; mapping.md: `timestamp`, `received_at`, `id`.
 ORDER = list(ORDER_COLUMNS)
 TOKEN_PLATFORMS = ("apns", "fcm")
+TOKEN_LISTS = pd.ArrowDtype(pa.list_(pa.string()))
 
 
 # -- ordering -----------------------------------------------------------------------------
@@ -37,20 +38,20 @@ TOKEN_PLATFORMS = ("apns", "fcm")
 def user_codes(users: pd.Series | pa.Array, sort: bool = True) -> tuple[np.ndarray, pd.Index]:
     """Integer code per row (-1 for a null or empty id) and the distinct ids as strings;
     codes follow the ids' sorted order (else their first appearance)."""
-    array = as_text(users)
-    array = pc.if_else(pc.equal(pc.binary_length(array), 0), pa.scalar(None, array.type), array)
-    encoded = pc.dictionary_encode(array)
-    ids = encoded.dictionary
+    codes, ids = _distinct_ids(users)
     if not sort:
-        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-        return codes.astype(np.int64), pd.Index(ids.to_pylist(), dtype=object)
+        return codes, pd.Index(ids.to_pylist(), dtype=object)
     order = pc.sort_indices(ids).to_numpy(zero_copy_only=False)
     rank = np.empty(len(ids) + 1, dtype=np.int64)
     rank[order] = np.arange(len(ids))
     rank[-1] = -1  # nulls
-    indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-    codes = rank[indices.astype(np.int64)]
-    return codes, pd.Index(ids.take(pa.array(order)).to_pylist(), dtype=object)
+    return rank[codes], pd.Index(ids.take(pa.array(order)).to_pylist(), dtype=object)
+
+
+def _distinct_ids(users: pd.Series | pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Integer code per row (-1 for a null or empty id) and the distinct ids, in order of
+    first appearance."""
+    return _distinct(blank_as_null(as_text(users)))
 
 
 def chronological(frame: pd.DataFrame) -> np.ndarray:
@@ -237,15 +238,15 @@ def _cleaned(text: pa.Array, lower: bool = True) -> pa.Array:
     text = pc.utf8_trim_whitespace(text)
     if lower:
         text = pc.utf8_lower(text)
-    return pc.if_else(pc.equal(pc.binary_length(text), 0), pa.scalar(None, pa.string()), text)
+    return blank_as_null(text)
 
 
 @paused_gc()
 def device_tokens(identifies: pd.DataFrame, user_column: str = "canonical_id") -> pd.DataFrame:
     """Per user with tokens (index: the user id), `apns` and `fcm`: every distinct token,
-    newest first (a list; None when the user has none on that platform)."""
+    newest first (Arrow lists of text; null when the user has none on that platform)."""
     empty = pd.DataFrame(
-        {p: pd.Series([], dtype=object) for p in TOKEN_PLATFORMS},
+        {p: pd.Series([], dtype=TOKEN_LISTS) for p in TOKEN_PLATFORMS},
         index=pd.Index([], name=user_column, dtype=object),
     )
     if "context_device_token" not in identifies.columns or identifies.empty:
@@ -258,7 +259,7 @@ def device_tokens(identifies: pd.DataFrame, user_column: str = "canonical_id") -
     needed = [user_column, "context_device_type", "context_library_name", *ORDER_COLUMNS]
     frame = identifies[[c for c in needed if c in identifies.columns]].iloc[with_token]
     (platform, (codes, users)), (_, rank) = in_parallel(
-        lambda: (_platform_codes(frame), user_codes(frame[user_column], sort=False)),
+        lambda: (_platform_codes(frame), _distinct_ids(frame[user_column])),
         lambda: chronological_rank(frame),
     )
     usable = np.flatnonzero((platform > 0) & (codes >= 0))
@@ -275,15 +276,15 @@ def device_tokens(identifies: pd.DataFrame, user_column: str = "canonical_id") -
     first = ~pd.Index(group * (len(tokens) + 1) + token_codes).duplicated()
     tokens = tokens.filter(pa.array(first))
     group = group[first]
-    starts = _runs(group)
-    offsets = pa.array(np.r_[starts, len(group)].astype(np.int64))
-    lists = object_array(pa.LargeListArray.from_arrays(offsets, tokens).to_pylist())
+    starts = _runs(group)  # one run per user and platform: that user's list there
+    lists = pa.ListArray.from_arrays(pa.array(np.r_[starts, len(group)].astype(np.int32)), tokens)
     owner = group[starts] // 2  # sorted
     present = owner[_runs(owner)]
-    position = np.cumsum(np.r_[False, owner[1:] != owner[:-1]])
+    position = np.cumsum(np.r_[False, owner[1:] != owner[:-1]])  # each run's user, 0..
     out = {}
     for name, on_platform in (("apns", group[starts] % 2 == 0), ("fcm", group[starts] % 2 == 1)):
-        column = np.full(len(present), None, dtype=object)
-        column[position[on_platform]] = lists[on_platform]
-        out[name] = column
-    return pd.DataFrame(out, index=pd.Index(users[present], name=user_column, dtype=object))
+        run = np.full(len(present), -1, dtype=np.int64)
+        run[position[on_platform]] = np.flatnonzero(on_platform)
+        out[name] = as_series(lists.take(pa.array(run, mask=run < 0)))
+    index = pd.Index(pd.arrays.ArrowExtensionArray(users.take(pa.array(present))))
+    return pd.DataFrame(out).set_axis(index.rename(user_column))

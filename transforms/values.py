@@ -212,6 +212,11 @@ def unix_seconds(array: pa.Array) -> tuple[list[Any], np.ndarray]:
 # -- JSON-ready values ----------------------------------------------------------------------
 
 
+def blank_as_null(text: pa.Array) -> pa.Array:
+    """Text with empty strings as null."""
+    return pc.if_else(pc.equal(pc.binary_length(text), 0), pa.scalar(None, text.type), text)
+
+
 def json_ready(array: pa.Array) -> pa.Array:
     """The column as JSON-ready values of its own type; null where the key is left out.
 
@@ -225,7 +230,7 @@ def json_ready(array: pa.Array) -> pa.Array:
         array = array.cast(pa.float64())
         return pc.if_else(pc.is_finite(array), array, pa.scalar(None, pa.float64()))
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return pc.if_else(pc.equal(pc.binary_length(array), 0), pa.scalar(None, kind), array)
+        return blank_as_null(array)
     if pa.types.is_timestamp(kind):
         return iso_utc(array)
     if pa.types.is_decimal(kind):
