@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from phonenumbers import PhoneMetadata
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, SUPPORTED_REGIONS
 
+from transforms.text_kernels import ascii_digits
 from transforms.values import blank_as_null
 
 #: Python's whitespace (`str.isspace`), which is also what Arrow's utf8 trim and split use.
@@ -88,9 +89,8 @@ def e164_numbers(numbers: pa.Array, default_region: str | None) -> pa.Array:
     undecided = np.flatnonzero(fast.undecided)
     if len(undecided):
         slow = [e164_number(v, default_region) for v in numbers.take(undecided).to_pylist()]
-        patch = np.full(len(numbers), None, dtype=object)
-        patch[undecided] = slow
-        result = pc.coalesce(result, pa.array(patch, pa.string()))
+        patch = _placed([pa.array(slow, pa.string())], [undecided], len(numbers))
+        result = pc.coalesce(result, patch)
     return result
 
 
@@ -109,7 +109,10 @@ def e164_number(value: str | None, region: str | None) -> str | None:
 
 _INTERNATIONAL = r"^\+[0-9][0-9 ().\-]*$"
 _NATIONAL = r"^[0-9(][0-9 ().\-]*$"
+#: The number types `_number_type_helper` tries. Any match makes the number valid, so the
+#: order is free: the common ones first, after which few numbers are left to try.
 _DESCS = (
+    "fixed_line",
     "premium_rate",
     "toll_free",
     "shared_cost",
@@ -118,7 +121,6 @@ _DESCS = (
     "pager",
     "uan",
     "voicemail",
-    "fixed_line",
 )
 _MIN_NSN, _MAX_NSN, _MAX_INPUT = 2, 17, 250
 
@@ -134,7 +136,7 @@ class _FastPath:
         self.parts: list[tuple[np.ndarray, int, pa.Array]] = []
         if n == 0:
             return
-        digits = pc.replace_substring_regex(numbers, r"[^0-9]", "")
+        digits = ascii_digits(numbers)
         count = pc.fill_null(pc.binary_length(digits), 0).to_numpy(zero_copy_only=False)
         short = _flags(pc.less_equal(pc.utf8_length(numbers), _MAX_INPUT))
         plus = _flags(pc.match_substring_regex(numbers, _INTERNATIONAL)) & short
@@ -200,7 +202,7 @@ class _FastPath:
 
     def e164(self) -> pa.Array:
         """E.164 where settled and valid; null elsewhere (undecided rows included)."""
-        result = np.full(len(self.numbers), None, dtype=object)
+        texts, rows_of = [], []
         for rows, code, nsn in self.parts:
             length = pc.binary_length(nsn).to_numpy(zero_copy_only=False)
             fits = np.flatnonzero((length >= _MIN_NSN) & (length <= _MAX_NSN))
@@ -208,9 +210,18 @@ class _FastPath:
                 continue
             nsn = nsn.take(pa.array(fits))
             valid = _valid_numbers(code, nsn)
-            text = pc.binary_join_element_wise(f"+{code}", nsn.filter(pa.array(valid)), "")
-            result[rows[fits[valid]]] = text.to_numpy(zero_copy_only=False)
-        return pa.array(result, pa.string())
+            texts.append(pc.binary_join_element_wise(f"+{code}", nsn.filter(pa.array(valid)), ""))
+            rows_of.append(rows[fits[valid]])
+        return _placed(texts, rows_of, len(self.numbers))
+
+
+def _placed(texts: list[pa.Array], rows: list[np.ndarray], n: int) -> pa.Array:
+    """A text column of n values: each of `texts` at its `rows`, null elsewhere."""
+    if not texts:
+        return pa.nulls(n, pa.string())
+    where = np.full(n, -1, dtype=np.int64)
+    where[np.concatenate(rows)] = np.arange(sum(len(t) for t in texts))
+    return pa.concat_arrays(texts).take(pa.array(where, mask=where < 0))
 
 
 @cache
@@ -263,7 +274,7 @@ def _known_type(nsn: pa.Array, metadata: PhoneMetadata | None) -> np.ndarray:
     general = _matches(nsn, metadata.general_desc)
     descs = [getattr(metadata, name) for name in _DESCS]
     if not metadata.same_mobile_and_fixed_line_pattern:
-        descs.append(metadata.mobile)
+        descs.insert(1, metadata.mobile)
     open_ = np.flatnonzero(general)
     for desc in descs:
         if not len(open_):

@@ -34,7 +34,7 @@ from transforms.json_kernels import (
     write_lists,
     write_objects,
 )
-from transforms.values import Field, epoch_units, missing_mask
+from transforms.values import Field, epoch_units, missing_mask, text_buffers
 
 _DUMPS_SORTED = partial(orjson.dumps, option=orjson.OPT_SORT_KEYS)
 _TEXT = pl.String
@@ -106,18 +106,6 @@ def _empty(shape: int | tuple[int, ...], dtype: type) -> np.ndarray:
     return np.frombuffer(buffer, dtype=kind).reshape(shape)
 
 
-def _text_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """int64 offsets (one per value, plus the end) into the UTF-8 bytes of a text array."""
-    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-        array = array.cast(pa.large_string())
-    width = np.dtype(np.int64 if pa.types.is_large_string(array.type) else np.int32)
-    _, offsets, data = array.buffers()
-    start = array.offset * width.itemsize
-    offsets = np.frombuffer(offsets, dtype=width, count=len(array) + 1, offset=start)
-    data = _NO_BYTES if data is None else np.frombuffer(data, dtype=np.uint8)
-    return offsets.astype(np.int64), data
-
-
 def _member(field: Field) -> _Member | None:
     """The field as the kernel reads it; None when no row has its key."""
     key = orjson.dumps(field.key) + b":"
@@ -150,7 +138,7 @@ def _member(field: Field) -> _Member | None:
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return _text_member(QUOTED if _plain_text(values) else ESCAPED, key, values, present)
     if _text_lists(kind) and values.values.null_count == 0:
-        offsets, data = _text_buffers(values.values)
+        offsets, data = text_buffers(values.values)
         lists = values.offsets.to_numpy().astype(np.int64)
         arguments = (present, lists, offsets, data, not _plain_text(values.values))
         bounds = list_bounds(*arguments)
@@ -188,7 +176,7 @@ def _text_lists(kind: pa.DataType) -> bool:
 
 
 def _text_member(kind: int, key: bytes, text: pa.Array, present: np.ndarray) -> _Member:
-    offsets, data = _text_buffers(text)
+    offsets, data = text_buffers(text)
     return _Member(kind, key, present, offsets, data)
 
 

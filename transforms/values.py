@@ -64,6 +64,18 @@ def as_text(values: Any) -> pa.Array:
     return array.cast(pa.string())
 
 
+def text_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """int64 offsets (one per value, plus the end) into the UTF-8 bytes of a text array."""
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        array = array.cast(pa.large_string())
+    width = np.dtype(np.int64 if pa.types.is_large_string(array.type) else np.int32)
+    _, offsets, data = array.buffers()
+    start = array.offset * width.itemsize
+    offsets = np.frombuffer(offsets, dtype=width, count=len(array) + 1, offset=start)
+    data = np.zeros(0, dtype=np.uint8) if data is None else np.frombuffer(data, dtype=np.uint8)
+    return offsets.astype(np.int64), data
+
+
 def as_series(array: pa.Array, index: pd.Index | None = None) -> pd.Series:
     """An Arrow array as a Series with an Arrow dtype (ints stay ints through nulls)."""
     return pd.Series(pd.arrays.ArrowExtensionArray(array), index=index, copy=False)
