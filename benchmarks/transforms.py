@@ -7,11 +7,11 @@ phones in E.164, international, national and junk forms, valid and invalid time 
 iOS/Android device tokens with mixed-case or missing device types), with Arrow dtypes as
 the warehouse reader returns them. Then, on the same rows in the same process:
 
-- the users transform: `latest_traits` + `device_tokens` + `identify_payloads` (every
-  identify field, the attributes and the payloads as JSON bytes) - the same three calls as
-  `flows.pipeline.SyncJob.sync_users`. Reading the warehouse, identity resolution and
-  change detection are not included. "rows/s" counts identify rows in; the payloads out
-  (one per user) are counted too. Best of --repeat runs.
+- the users transform: `chronological_rank` + `device_tokens` + `latest_traits` +
+  `identify_payloads` (every identify field, the attributes and the payloads as JSON
+  bytes): the same calls as `flows.pipeline.SyncJob.sync_users`. Reading the warehouse,
+  identity resolution and change detection are not included. "rows/s" counts identify
+  rows in; the payloads out (one per user) are counted too. Best of --repeat runs.
 - a straightforward per-row Python implementation of the same rules (sort the rows, merge
   each user's latest non-null values in a dict, then build each payload field by field,
   each distinct phone parsed once, as the transform does), timed from the rows as Python
@@ -56,7 +56,7 @@ sys.modules.pop("transforms", None)
 from connect.client import batch_json  # noqa: E402
 from transforms.columns import IDENTIFY_FIELD_TRAITS, is_custom_column  # noqa: E402
 from transforms.contact import EMAIL_PATTERN, e164_number, iana_timezones  # noqa: E402
-from transforms.traits import device_tokens, latest_traits  # noqa: E402
+from transforms.traits import chronological_rank, device_tokens, latest_traits  # noqa: E402
 from transforms.users import identify_payloads  # noqa: E402
 
 T0 = 1_767_225_600_000_000  # 2026-01-01 in microseconds
@@ -332,11 +332,14 @@ def main() -> None:
 
     def users_transform():
         t = time.perf_counter()
-        latest = latest_traits(frame)
-        stages["latest_traits"] = time.perf_counter() - t
+        _, rank = chronological_rank(frame)
+        stages["chronological_rank"] = time.perf_counter() - t
         t = time.perf_counter()
-        tokens = device_tokens(frame)
+        tokens = device_tokens(frame, rank=rank)
         stages["device_tokens"] = time.perf_counter() - t
+        t = time.perf_counter()
+        latest = latest_traits(frame, rank=rank)
+        stages["latest_traits"] = time.perf_counter() - t
         t = time.perf_counter()
         built = identify_payloads(latest, tokens, REGION)
         stages["identify_payloads"] = time.perf_counter() - t

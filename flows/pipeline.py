@@ -31,7 +31,7 @@ from transforms.events import TrackPayloads, dedupe_messages, property_texts, tr
 from transforms.identity import IdentityGraph
 from transforms.messages import drop_repeated, unique_rows
 from transforms.partition import in_partition
-from transforms.traits import chronological, device_tokens, latest_traits
+from transforms.traits import chronological, chronological_rank, device_tokens, latest_traits
 from transforms.users import IdentifyPayloads, identify_payloads
 from transforms.values import as_series, as_text
 from warehouse.audience import load_audience
@@ -459,9 +459,11 @@ class SyncJob:
         del canonical
         if touched_max is None:
             touched_max = _max(identifies, "uuid_ts", rows=keep)
-        latest = latest_traits(identifies)
-        tokens = device_tokens(identifies)
-        del identifies  # from here on one row per user
+        # Tokens first: their working copies come and go before the latest traits exist.
+        _, rank = chronological_rank(identifies)
+        tokens = device_tokens(identifies, rank=rank)
+        latest = latest_traits(identifies, rank=rank)
+        del identifies, rank  # from here on one row per user
         release_unused_memory()
         prints: dict[str, str] = {}  # fingerprints of what is in flight, until acknowledged
 

@@ -129,6 +129,7 @@ def latest_traits(
     identifies: pd.DataFrame,
     user_column: str = "canonical_id",
     columns: list[str] | None = None,
+    rank: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per user (index: the user id, sorted): per column, the latest non-null value
     (null = not sent in that call; NaN counts as null).
@@ -136,15 +137,19 @@ def latest_traits(
     Rows are ordered by `timestamp`, ties by `received_at`, then `id`. The columns are the
     trait columns and the context the identify payload reads (`context_timezone`), unless
     `columns` names others. Rows without a user id are left out. Dtypes are Arrow's, so
-    integers stay integers and booleans booleans.
+    integers stay integers and booleans booleans. `rank`: each row's place in time order
+    (`chronological_rank`), when the caller has it.
     """
     if columns is None:
         columns = custom_columns(identifies.columns)
         columns = [c for c in columns if c != user_column]
         columns += [c for c in LATEST_CONTEXT_COLUMNS if c in identifies.columns]
-    (codes, users), (_, rank) = in_parallel(
-        lambda: user_codes(identifies[user_column]), lambda: chronological_rank(identifies)
-    )
+    if rank is None:
+        (codes, users), (_, rank) = in_parallel(
+            lambda: user_codes(identifies[user_column]), lambda: chronological_rank(identifies)
+        )
+    else:
+        codes, users = user_codes(identifies[user_column])
     index = pd.Index(users, name=user_column)
     every = latest_rows(codes, rank, np.ones(len(codes), dtype=bool), len(users))
     series = [identifies[column] for column in columns]
@@ -242,9 +247,12 @@ def _cleaned(text: pa.Array, lower: bool = True) -> pa.Array:
 
 
 @paused_gc()
-def device_tokens(identifies: pd.DataFrame, user_column: str = "canonical_id") -> pd.DataFrame:
+def device_tokens(
+    identifies: pd.DataFrame, user_column: str = "canonical_id", rank: np.ndarray | None = None
+) -> pd.DataFrame:
     """Per user with tokens (index: the user id), `apns` and `fcm`: every distinct token,
-    newest first (Arrow lists of text; null when the user has none on that platform)."""
+    newest first (Arrow lists of text; null when the user has none on that platform).
+    `rank`: as for `latest_traits`."""
     empty = pd.DataFrame(
         {p: pd.Series([], dtype=TOKEN_LISTS) for p in TOKEN_PLATFORMS},
         index=pd.Index([], name=user_column, dtype=object),
@@ -256,17 +264,25 @@ def device_tokens(identifies: pd.DataFrame, user_column: str = "canonical_id") -
     token = _cleaned(token.take(pa.array(sent)), lower=False)
     with_token = sent[valid_mask(token)]
     token = token.filter(token.is_valid())
-    needed = [user_column, "context_device_type", "context_library_name", *ORDER_COLUMNS]
+    needed = [user_column, "context_device_type", "context_library_name"]
+    if rank is None:
+        needed += ORDER_COLUMNS
     frame = identifies[[c for c in needed if c in identifies.columns]].iloc[with_token]
-    (platform, (codes, users)), (_, rank) = in_parallel(
-        lambda: (_platform_codes(frame), _distinct_ids(frame[user_column])),
-        lambda: chronological_rank(frame),
-    )
+    if rank is None:
+        (platform, (codes, users)), (_, rank) = in_parallel(
+            lambda: (_platform_codes(frame), _distinct_ids(frame[user_column])),
+            lambda: chronological_rank(frame),
+        )
+    else:  # a row's rank among all rows orders it among these too
+        platform, (codes, users) = in_parallel(
+            lambda: _platform_codes(frame), lambda: _distinct_ids(frame[user_column])
+        )
+        rank = rank[with_token]
     usable = np.flatnonzero((platform > 0) & (codes >= 0))
     if not len(usable):
         return empty
     is_fcm = (platform == 2).astype(np.int64)
-    m = len(frame)
+    m = len(identifies)  # above every rank
     # One sort: by user, platform, then newest first (the keys are distinct).
     group = codes[usable] * 2 + is_fcm[usable]
     order = usable[np.argsort(group * m + (m - 1 - rank[usable]))]

@@ -9,7 +9,13 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.traits import chronological, device_platforms, device_tokens, latest_traits
+from transforms.traits import (
+    chronological,
+    chronological_rank,
+    device_platforms,
+    device_tokens,
+    latest_traits,
+)
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -180,3 +186,43 @@ def test_chronological_is_a_stable_sort_by_time_then_id(keys) -> None:
     expected = sorted(expected, key=lambda p: (keys[p][0], keys[p][1], keys[p][2] is not None))
     got = chronological(frame(rows, {"id": pa.string()})).tolist() if rows else []
     assert got == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["u", "v", "w", None]),
+            st.integers(0, 3),
+            st.sampled_from(["ios", "android", None]),
+            st.one_of(st.none(), st.sampled_from(["a", "b", " c ", ""])),
+            st.one_of(st.none(), st.sampled_from(["x", "y"])),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_a_rank_given_by_the_caller_changes_nothing(rows) -> None:
+    """The pipeline ranks the rows once for both; the results are those of ranking alone."""
+    data = frame(
+        [
+            {
+                "id": str(i),
+                "canonical_id": user,
+                "timestamp": at(minute),
+                "context_device_type": kind,
+                "context_device_token": token,
+                "plan": plan,
+            }
+            for i, (user, minute, kind, token, plan) in enumerate(rows)
+        ],
+        {
+            "canonical_id": pa.string(),
+            "context_device_type": pa.string(),
+            "context_device_token": pa.string(),
+            "plan": pa.string(),
+        },
+    )
+    _, rank = chronological_rank(data)
+    pd.testing.assert_frame_equal(device_tokens(data, rank=rank), device_tokens(data))
+    pd.testing.assert_frame_equal(latest_traits(data, rank=rank), latest_traits(data))
