@@ -76,6 +76,19 @@ def text_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return offsets.astype(np.int64), data
 
 
+def positions_in(values: pa.Array, keys: pa.Array) -> np.ndarray:
+    """The position in `keys` (distinct) of each value; -1 where none (and for nulls).
+
+    A polars hash join, on every core: at millions of text values 2-3x faster than
+    Arrow's `index_in`, which hashes and probes on one thread."""
+    left = pl.DataFrame({"key": pl.Series(values)})
+    right = pl.DataFrame(
+        {"key": pl.Series(keys), "at": pl.int_range(0, len(keys), eager=True, dtype=pl.Int64)}
+    )
+    found = left.join(right, on="key", how="left", maintain_order="left")["at"]
+    return found.fill_null(-1).to_numpy()
+
+
 def as_series(array: pa.Array, index: pd.Index | None = None) -> pd.Series:
     """An Arrow array as a Series with an Arrow dtype (ints stay ints through nulls)."""
     return pd.Series(pd.arrays.ArrowExtensionArray(array), index=index, copy=False)

@@ -12,7 +12,10 @@ from transforms.text_kernels import ascii_digits
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.one_of(st.none(), st.text(alphabet=st.characters(), max_size=12)), max_size=30),
+    st.lists(
+        st.one_of(st.none(), st.text(alphabet=st.characters(codec="utf-8"), max_size=12)),
+        max_size=30,
+    ),
     st.integers(min_value=0, max_value=5),
 )
 def test_ascii_digits_is_the_regex_replace(values, skip):

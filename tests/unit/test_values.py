@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ from transforms.values import (
     iso_utc,
     json_ready,
     null_where,
+    positions_in,
     python_values,
     records,
     to_python,
@@ -158,3 +160,16 @@ def test_null_where_and_valid_mask_on_sliced_arrays(name, data):
     assert nulled.to_pylist() == expected
     assert valid_mask(array).tolist() == [v is not None for v in array.to_pylist()]
     assert valid_mask(nulled).tolist() == [v is not None for v in expected]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "é", "🎉", ""])), max_size=30),
+    st.lists(st.sampled_from(["a", "b", "é", "🎉", "", "z"]), unique=True),
+)
+def test_positions_in_is_arrow_index_in(values, keys):
+    """Each value's position among the distinct keys, -1 where absent or null."""
+    values, keys = pa.array(values, pa.string()), pa.array(keys, pa.string())
+    expected = pc.fill_null(pc.index_in(values, value_set=keys), -1).to_numpy(zero_copy_only=False)
+    got = positions_in(values, keys)
+    assert got.tolist() == expected.tolist() and got.dtype == np.int64
