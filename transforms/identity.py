@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from transforms.latest_kernel import last_by_keys
 from transforms.values import positions_in
 
 LINK_KINDS = ("alias", "identify", "track")
@@ -197,12 +198,14 @@ def _encode(ids: pa.Array) -> tuple[np.ndarray, pa.Array]:
 
 def _last_per_group(groups: np.ndarray, *keys: np.ndarray) -> np.ndarray:
     """Positions of the last element of each group after sorting by `keys` (first key
-    most significant) within the group."""
-    order = np.lexsort((*reversed(keys), groups))
-    sorted_groups = groups[order]
-    last = np.ones(len(order), dtype=bool)
-    last[:-1] = sorted_groups[1:] != sorted_groups[:-1]
-    return order[last]
+    most significant) within the group; in group order."""
+    if not len(groups):
+        return np.zeros(0, dtype=np.int64)
+    matrix = np.empty((len(keys), len(groups)), dtype=np.int64)
+    for row, key in enumerate(keys):
+        matrix[row] = key
+    best = last_by_keys(groups.astype(np.int64, copy=False), matrix, int(groups.max()) + 1)
+    return best[best >= 0]
 
 
 def resolve_identities(links: pd.DataFrame) -> IdentityGraph:

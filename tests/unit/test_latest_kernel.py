@@ -1,4 +1,4 @@
-"""The compiled latest-row loop against numpy's `maximum.at` on the same rows."""
+"""The compiled loops against the numpy they replace, on the same rows."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from transforms.identity import _last_per_group
 from transforms.latest_kernel import latest_rows
 
 
@@ -37,3 +38,26 @@ def test_no_rows_and_users_without_a_value():
     rank = np.array([2, 0, 1, 3])
     valid = np.array([True, False, True, True])
     assert latest_rows(codes, rank, valid, 3).tolist() == [0, -1, -1]
+
+
+def lexsort_last_per_group(groups, *keys):
+    """The sort the kernel replaces: stable by group then keys, each group's last."""
+    order = np.lexsort((*reversed(keys), groups))
+    sorted_groups = groups[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = sorted_groups[1:] != sorted_groups[:-1]
+    return order[last]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_last_per_group_equals_the_lexsort(data):
+    """Ties on every key included: the later position wins, as in a stable sort."""
+    n = data.draw(st.integers(0, 40))
+    column = st.lists(st.integers(0, 3), min_size=n, max_size=n)
+    groups = np.array(data.draw(column), dtype=np.int64)
+    keys = [
+        np.array(data.draw(column), dtype=np.int64) for _ in range(data.draw(st.integers(0, 3)))
+    ]
+    expected = lexsort_last_per_group(groups, *keys)
+    assert _last_per_group(groups, *keys).tolist() == expected.tolist()
