@@ -6,13 +6,11 @@ same stages as Prefect tasks. One pipeline, two entry points.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from itertools import compress
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,7 @@ from transforms.traits import chronological, chronological_rank, device_tokens, 
 from transforms.users import IdentifyPayloads, identify_payloads
 from transforms.values import as_series, as_text
 from warehouse.audience import load_audience
-from warehouse.engine import create_engine, describe
+from warehouse.engine import create_engine, describe, release_unused_memory
 from warehouse.identity_cache import IdentityCache
 from warehouse.journal import AckJournal, journal_directory
 from warehouse.segment import EPOCH, SegmentSource, Window
@@ -794,24 +792,6 @@ def client_config(settings: Settings) -> ClientConfig:
         timeout_s=settings.request_timeout_s,
         batch_size=settings.batch_size,
     )
-
-
-def release_unused_memory() -> None:
-    """Hand the memory the allocators kept for reuse back to the OS, between stages and
-    after the largest frames are dropped: Arrow's pool, and the C heap, where glibc keeps
-    freed numpy and Python memory (about 250 MB after the users stage at 1M users)."""
-    pa.default_memory_pool().release_unused()
-    if (trim := _malloc_trim()) is not None:
-        trim(0)
-
-
-@cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's `malloc_trim`, or None where the C library has none (musl, macOS)."""
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError):
-        return None
 
 
 def _who(frame: pd.DataFrame) -> pd.Series:

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 import sql
 from transforms.columns import is_custom_column
 from transforms.messages import drop_repeated
-from warehouse.engine import describe, release_file_database
+from warehouse.engine import describe, release_file_database, release_unused_memory
 from warehouse.errors import WarehouseError
 from warehouse.frames import iter_frames, read_frame
 
@@ -159,6 +159,7 @@ class SegmentSource:
         with self._errors("read", table, query=name), self.engine.connect() as conn:
             frame = read_frame(conn, clause, params, self.chunk_size, native=self.native)
         release_file_database(self.engine)
+        release_unused_memory()  # the driver's batches, freed as they were combined
         return frame
 
     def _iter(
