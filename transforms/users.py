@@ -29,11 +29,13 @@ from transforms.traits import TOKEN_PLATFORMS
 from transforms.values import (
     Field,
     as_arrow,
+    as_series,
     as_text,
     json_ready,
     missing_mask,
     null_where,
     object_array,
+    positions_in,
     python_values,
     records,
 )
@@ -207,17 +209,38 @@ def attributes_of(latest: pd.DataFrame, timezone_used: pd.Series | np.ndarray) -
     return records(attribute_fields(latest, taken), len(latest))
 
 
+def tokens_of(tokens: pd.DataFrame, user_ids: pd.Index) -> pd.DataFrame:
+    """The `device_tokens` of each of `user_ids`, in that order (null lists where none):
+    aligned once, so that chunks of users take their tokens by position."""
+    at = positions_in(as_text(user_ids), as_text(tokens.index))
+    taken = pa.array(at, mask=at < 0)
+    kind = pa.list_(pa.string())
+    columns = {}
+    for platform in TOKEN_PLATFORMS:
+        if platform in tokens.columns:
+            columns[platform] = as_series(as_arrow(tokens[platform]).cast(kind).take(taken))
+        else:
+            columns[platform] = as_series(pa.nulls(len(user_ids), kind))
+    return pd.DataFrame(columns).set_axis(user_ids)
+
+
 def _token_lists(tokens: pd.DataFrame, user_ids: pa.Array) -> dict[str, pa.Array]:
-    """Per platform, each user's tokens (`device_tokens`) as an Arrow list column, null
-    where none."""
+    """Per platform, each user's tokens (`device_tokens`, or `tokens_of` these users) as
+    an Arrow list column, null where none."""
     kind = pa.list_(pa.string())
     out = {platform: pa.nulls(len(user_ids), kind) for platform in TOKEN_PLATFORMS}
     if not len(tokens):
         return out
-    at = pc.index_in(user_ids, value_set=as_text(tokens.index))
+    owners = as_text(tokens.index)
+    aligned = (
+        len(owners) == len(user_ids)
+        and pc.all(pc.equal(owners, user_ids), skip_nulls=False).as_py()
+    )
+    at = None if aligned else pc.index_in(user_ids, value_set=owners)
     for platform in TOKEN_PLATFORMS:
         if platform in tokens.columns:
-            out[platform] = as_arrow(tokens[platform]).cast(kind).take(at)
+            lists = as_arrow(tokens[platform]).cast(kind)
+            out[platform] = lists if at is None else lists.take(at)
     return out
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from transforms import contact
 from transforms.traits import device_tokens, latest_traits
-from transforms.users import identify_fields, identify_payloads, split_names
+from transforms.users import identify_fields, identify_payloads, split_names, tokens_of
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 _ids = iter(range(10**9))
@@ -483,3 +483,23 @@ def test_int_user_ids_from_plain_pandas_frames():
         {"user_id": "2"},
     ]
     assert np.all([isinstance(u, str) for u in built.user_ids])
+
+
+def test_chunks_with_tokens_aligned_once_give_the_same_payloads():
+    """The pipeline aligns the tokens to the users once (`tokens_of`) and builds the
+    payloads a chunk of users at a time; the bytes equal one build of every user."""
+    rows = [
+        row(f"u{i % 7}", i, name=f"N {i}", context_device_type=("ios", "android", None)[i % 3],
+            context_library_name="analytics-ios", context_device_token=f"t{i % 4}")
+        for i in range(40)
+    ] + [row("no-token", 50, name="Kim")]  # fmt: skip
+    identifies = frame(rows)
+    latest, tokens = latest_traits(identifies), device_tokens(identifies)
+    whole = identify_payloads(latest, tokens)
+    aligned = tokens_of(tokens, latest.index)
+    assert aligned.index.equals(latest.index) and aligned["apns"].isna().sum() > 0
+    parts = [
+        identify_payloads(latest.iloc[i : i + 3], aligned.iloc[i : i + 3])
+        for i in range(0, len(latest), 3)
+    ]
+    assert [p for part in parts for p in part.payloads] == whole.payloads
