@@ -19,6 +19,7 @@ import sqlalchemy as sa
 import sql
 from tests.segment_rows import T0, at, row, write_tables
 from transforms.events import property_objects
+from warehouse import frames as frames_module
 from warehouse import segment as segment_module
 from warehouse.engine import release_file_database
 from warehouse.errors import WarehouseError
@@ -342,3 +343,33 @@ def test_a_duckdb_file_is_closed_after_each_read_and_reopened_for_the_next(tmp_p
     release_file_database(memory)
     with memory.connect() as conn:
         assert conn.execute(sa.text("SELECT x FROM t")).scalar() == 1
+
+
+def test_a_duckdb_stream_evicts_its_cache_and_restores_the_memory_limit(
+    tmp_path, monkeypatch
+) -> None:
+    """Every EVICT_EVERY_ROWS rows a stream lowers DuckDB's memory limit for a moment
+    (evicting the blocks it has scanned) from a second connection: every row still
+    arrives, in order, and the limit is the default again afterwards."""
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    write_tables(url, "seg", {"identifies": _identifies()})
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        default = conn.execute(sa.text("SELECT current_setting('memory_limit')")).scalar()
+    whole = SegmentSource(engine, "seg").identifies()
+    monkeypatch.setattr(frames_module, "EVICT_EVERY_ROWS", 1)
+    streamed = pd.concat(list(SegmentSource(engine, "seg", 2).iter_identifies()))
+    pd.testing.assert_frame_equal(streamed.reset_index(drop=True), whole)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT current_setting('memory_limit')")).scalar() == default
+
+
+def test_a_configured_duckdb_memory_limit_survives_a_stream(tmp_path, monkeypatch) -> None:
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    write_tables(url, "seg", {"identifies": _identifies()})
+    engine = sa.create_engine(url, connect_args={"config": {"memory_limit": "3GB"}})
+    monkeypatch.setattr(frames_module, "EVICT_EVERY_ROWS", 1)
+    assert sum(len(f) for f in SegmentSource(engine, "seg", 2).iter_identifies()) == 7
+    with engine.connect() as conn:
+        limit = conn.execute(sa.text("SELECT current_setting('memory_limit')")).scalar()
+    assert limit == "2.7 GiB"  # DuckDB's spelling of 3GB
