@@ -85,7 +85,7 @@ def positions_in(values: pa.Array, keys: pa.Array) -> np.ndarray:
     right = pl.DataFrame(
         {"key": pl.Series(keys), "at": pl.int_range(0, len(keys), eager=True, dtype=pl.Int64)}
     )
-    found = left.join(right, on="key", how="left", maintain_order="left")["at"]
+    found = left.join(right, on="key", how="left", maintain_order="left", validate="m:1")["at"]
     return found.fill_null(-1).to_numpy()
 
 

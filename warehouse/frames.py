@@ -18,7 +18,6 @@ unless `read_frame`/`read_arrow` is asked for it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -203,22 +202,40 @@ def _evicting(reader: pa.RecordBatchReader, raw: Any) -> Iterator[pa.RecordBatch
     1M identify rows, 712-742 MB at 5M; 409 and 467 MB with this). A lower memory limit
     evicts what is not in use: it is set for a moment from a second connection (a
     statement on the first would end the stream), refused harmlessly when the query
-    itself holds more, and the configured limit put back."""
+    itself holds more, and the configured limit put back.
+
+    Only for a database file with a limit: an in-memory database would be pushed out to
+    temporary files, and an unlimited one (`-1`) cannot be written back as DuckDB shows
+    it. DuckDB shows the limit rounded (`18.7 GiB`), so putting it back may lower it by
+    a fraction of a percent; the file is closed after each read, which reapplies the
+    configured one."""
     import duckdb
 
     side = raw.duplicate()  # a second connection to the same database
-    (limit,) = side.execute("SELECT current_setting('memory_limit')").fetchone()
-    restore = f"SET memory_limit = '{limit}'"  # DuckDB's own text of the configured limit
-    since = 0
     try:
+        (limit,) = side.execute("SELECT current_setting('memory_limit')").fetchone()
+        (path,) = side.execute(
+            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+        ).fetchone()
+        if path is None or "PiB" in limit:
+            yield from reader
+            return
+        restore = f"SET memory_limit = '{limit}'"  # DuckDB's own text of the limit
+        since = 0
         for batch in reader:
             yield batch
             since += batch.num_rows
-            if since >= EVICT_EVERY_ROWS:
-                since = 0
-                with contextlib.suppress(duckdb.Error):  # the query holds more: later
-                    side.execute("SET memory_limit = '64MB'")
+            if since < EVICT_EVERY_ROWS:
+                continue
+            since = 0
+            try:
+                side.execute("SET memory_limit = '64MB'")
+            except duckdb.Error:  # the query holds more now: evict later
+                continue
+            try:
                 side.execute(restore)
+            except duckdb.Error:  # not readable back as written: DuckDB's default
+                side.execute("RESET memory_limit")
     finally:
         side.close()
 

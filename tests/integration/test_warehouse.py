@@ -373,3 +373,43 @@ def test_a_configured_duckdb_memory_limit_survives_a_stream(tmp_path, monkeypatc
     with engine.connect() as conn:
         limit = conn.execute(sa.text("SELECT current_setting('memory_limit')")).scalar()
     assert limit == "2.7 GiB"  # DuckDB's spelling of 3GB
+
+
+@pytest.mark.parametrize("setting", [None, "-1"])
+def test_streams_of_memory_or_unlimited_databases_leave_the_limit_alone(
+    tmp_path, monkeypatch, setting
+) -> None:
+    """An in-memory database would be pushed out to temporary files by a lower limit,
+    and an unlimited one cannot be written back as DuckDB shows it: no eviction there."""
+    path = tmp_path / "w.duckdb"
+    write_tables(f"duckdb:///{path}", "seg", {"identifies": _identifies()})
+    if setting is None:
+        engine = sa.create_engine("duckdb:///:memory:", poolclass=sa.pool.StaticPool)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ATTACH '{path}' AS src (READ_ONLY)"))
+            conn.execute(sa.text("CREATE SCHEMA seg"))
+            conn.execute(sa.text("CREATE TABLE seg.identifies AS FROM src.seg.identifies"))
+            conn.execute(sa.text("DETACH src"))
+    else:
+        engine = sa.create_engine(
+            f"duckdb:///{path}", connect_args={"config": {"memory_limit": setting}}
+        )
+    with engine.connect() as conn:
+        before = conn.execute(sa.text("SELECT current_setting('memory_limit')")).scalar()
+    monkeypatch.setattr(frames_module, "EVICT_EVERY_ROWS", 1)
+    assert sum(len(f) for f in SegmentSource(engine, "seg", 2).iter_identifies()) == 7
+    with engine.connect() as conn:
+        after = conn.execute(sa.text("SELECT current_setting('memory_limit')")).scalar()
+    assert after == before
+
+
+def test_memory_is_released_without_glibc_too(monkeypatch) -> None:
+    """Off Linux there is no malloc_trim to call (ctypes.CDLL(None) even raises
+    TypeError on Windows): only Arrow's pool is released."""
+    from warehouse import engine as engine_module
+
+    engine_module._malloc_trim.cache_clear()
+    monkeypatch.setattr(engine_module.sys, "platform", "win32")
+    assert engine_module._malloc_trim() is None
+    engine_module.release_unused_memory()
+    engine_module._malloc_trim.cache_clear()

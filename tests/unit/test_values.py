@@ -173,3 +173,9 @@ def test_positions_in_is_arrow_index_in(values, keys):
     expected = pc.fill_null(pc.index_in(values, value_set=keys), -1).to_numpy(zero_copy_only=False)
     got = positions_in(values, keys)
     assert got.tolist() == expected.tolist() and got.dtype == np.int64
+
+
+def test_positions_in_refuses_repeated_keys():
+    """A repeated key would add rows to the result: a caller's bug, not a lookup."""
+    with pytest.raises(Exception, match="m:1"):
+        positions_in(pa.array(["a", "b"]), pa.array(["a", "a"]))
