@@ -35,12 +35,10 @@ TOKEN_LISTS = pd.ArrowDtype(pa.list_(pa.string()))
 # -- ordering -----------------------------------------------------------------------------
 
 
-def user_codes(users: pd.Series | pa.Array, sort: bool = True) -> tuple[np.ndarray, pd.Index]:
+def user_codes(users: pd.Series | pa.Array) -> tuple[np.ndarray, pd.Index]:
     """Integer code per row (-1 for a null or empty id) and the distinct ids as strings;
-    codes follow the ids' sorted order (else their first appearance)."""
+    codes follow the ids' sorted order."""
     codes, ids = _distinct_ids(users)
-    if not sort:
-        return codes, pd.Index(ids.to_pylist(), dtype=object)
     order = pc.sort_indices(ids).to_numpy(zero_copy_only=False)
     rank = np.empty(len(ids) + 1, dtype=np.int64)
     rank[order] = np.arange(len(ids))
