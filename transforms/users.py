@@ -25,7 +25,7 @@ from transforms.contact import (
 )
 from transforms.json_objects import json_records, json_texts
 from transforms.threads import in_parallel
-from transforms.traits import TOKEN_PLATFORMS
+from transforms.traits import TOKEN_LISTS, TOKEN_PLATFORMS
 from transforms.values import (
     Field,
     as_arrow,
@@ -212,36 +212,36 @@ def attributes_of(latest: pd.DataFrame, timezone_used: pd.Series | np.ndarray) -
 def tokens_of(tokens: pd.DataFrame, user_ids: pd.Index) -> pd.DataFrame:
     """The `device_tokens` of each of `user_ids`, in that order (null lists where none):
     aligned once, so that chunks of users take their tokens by position."""
-    at = positions_in(as_text(user_ids), as_text(tokens.index))
-    taken = pa.array(at, mask=at < 0)
-    kind = pa.list_(pa.string())
-    columns = {}
-    for platform in TOKEN_PLATFORMS:
-        if platform in tokens.columns:
-            columns[platform] = as_series(as_arrow(tokens[platform]).cast(kind).take(taken))
-        else:
-            columns[platform] = as_series(pa.nulls(len(user_ids), kind))
-    return pd.DataFrame(columns).set_axis(user_ids)
+    lists = _looked_up(tokens, as_text(user_ids))
+    return pd.DataFrame({p: as_series(v) for p, v in lists.items()}).set_axis(user_ids)
 
 
 def _token_lists(tokens: pd.DataFrame, user_ids: pa.Array) -> dict[str, pa.Array]:
     """Per platform, each user's tokens (`device_tokens`, or `tokens_of` these users) as
     an Arrow list column, null where none."""
-    kind = pa.list_(pa.string())
-    out = {platform: pa.nulls(len(user_ids), kind) for platform in TOKEN_PLATFORMS}
-    if not len(tokens):
-        return out
     owners = as_text(tokens.index)
     aligned = (
         len(owners) == len(user_ids)
+        and set(TOKEN_PLATFORMS) <= set(tokens.columns)
         and pc.all(pc.equal(owners, user_ids), skip_nulls=False).as_py()
     )
-    at = None if aligned else pc.index_in(user_ids, value_set=owners)
-    for platform in TOKEN_PLATFORMS:
-        if platform in tokens.columns:
-            lists = as_arrow(tokens[platform]).cast(kind)
-            out[platform] = lists if at is None else lists.take(at)
-    return out
+    if not aligned:
+        return _looked_up(tokens, user_ids)
+    return {p: as_arrow(tokens[p]).cast(TOKEN_LISTS.pyarrow_dtype) for p in TOKEN_PLATFORMS}
+
+
+def _looked_up(tokens: pd.DataFrame, user_ids: pa.Array) -> dict[str, pa.Array]:
+    """Per platform, the token lists of each of `user_ids`, found among the tokens'
+    owners (null where a user has none)."""
+    at = positions_in(user_ids, as_text(tokens.index))
+    taken = pa.array(at, mask=at < 0)
+    kind = TOKEN_LISTS.pyarrow_dtype
+    return {
+        p: as_arrow(tokens[p]).cast(kind).take(taken)
+        if p in tokens.columns
+        else pa.nulls(len(user_ids), kind)
+        for p in TOKEN_PLATFORMS
+    }
 
 
 def identify_payloads(
