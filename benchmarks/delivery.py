@@ -32,13 +32,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-
-from connect.client import ClientConfig, DeliveryStats
-from connect.outbox import ApiOutbox
-from connect.sandbox.server import SandboxProcess, start_sandbox_process
-from warehouse.engine import create_engine
-from warehouse.journal import AckJournal
-from warehouse.state import StateStore
+from connect_sync.connect.client import ClientConfig, DeliveryStats
+from connect_sync.connect.outbox import ApiOutbox
+from connect_sync.connect.sandbox.server import SandboxProcess, start_sandbox_process
+from connect_sync.warehouse.engine import create_engine
+from connect_sync.warehouse.journal import AckJournal
+from connect_sync.warehouse.state import StateStore
 
 API_KEY = "bench-key"
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -132,8 +132,7 @@ def drop_postgres(url: str, sizes: list[int]) -> None:
 def child(url: str, schema: str, method: str, chunk_size: int) -> dict:
     import pandas as pd
     import sqlalchemy as sa
-
-    from warehouse.segment import SegmentSource
+    from connect_sync.warehouse.segment import SegmentSource
 
     engine = sa.create_engine(url)
     source = SegmentSource(engine, schema, chunk_size)

@@ -15,8 +15,7 @@ import time
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
-
-from transforms.identity import resolve_identities
+from connect_sync.transforms.identity import resolve_identities
 
 T0 = np.datetime64("2026-01-01T00:00:00", "us")
 

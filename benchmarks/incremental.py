@@ -27,11 +27,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import duckdb
+from connect_sync.connect.sandbox.server import start_sandbox_process
+from connect_sync.flows.pipeline import SyncOptions, run_sync
+from connect_sync.warehouse.demo import build_demo_warehouse
 
-from connect.sandbox.server import start_sandbox_process
 from connect_sync.settings import Settings
-from flows.pipeline import SyncOptions, run_sync
-from warehouse.demo import build_demo_warehouse
 
 
 def main() -> None:

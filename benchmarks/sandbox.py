@@ -20,8 +20,7 @@ from pathlib import Path
 
 import httpx
 import orjson
-
-from connect.sandbox.server import start_sandbox_process
+from connect_sync.connect.sandbox.server import start_sandbox_process
 
 API_KEY = "bench-key"
 BATCH = 100

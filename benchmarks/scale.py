@@ -29,11 +29,11 @@ import uuid
 
 import pyarrow as pa
 import sqlalchemy as sa
+from connect_sync.connect.sandbox.server import start_sandbox_process
+from connect_sync.flows.pipeline import SyncJob, SyncOptions, stages_for
+from connect_sync.warehouse.demo import build_frames
 
-from connect.sandbox.server import start_sandbox_process
 from connect_sync.settings import Settings
-from flows.pipeline import SyncJob, SyncOptions, stages_for
-from warehouse.demo import build_frames
 
 KEY = "scale-key"
 ITEMS_PER_REQUEST = 100
@@ -127,9 +127,8 @@ def main() -> None:
             f"users+events {wall1 - serial1:.1f} s ({cpu1:.1f} CPU-s)"
         )
 
+        from connect_sync.flows.partitioned import run_partitioned
         from prefect.testing.utilities import prefect_test_harness
-
-        from flows.partitioned import run_partitioned
 
         with prefect_test_harness(server_startup_timeout=120):
             from prefect import flow

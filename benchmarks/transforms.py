@@ -53,11 +53,11 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.modules.pop("transforms", None)
 
-from connect.client import batch_json  # noqa: E402
-from transforms.columns import IDENTIFY_FIELD_TRAITS, is_custom_column  # noqa: E402
-from transforms.contact import EMAIL_PATTERN, e164_number, iana_timezones  # noqa: E402
-from transforms.traits import chronological_rank, device_tokens, latest_traits  # noqa: E402
-from transforms.users import identify_payloads  # noqa: E402
+from connect_sync.connect.client import batch_json  # noqa: E402
+from connect_sync.transforms.columns import IDENTIFY_FIELD_TRAITS, is_custom_column  # noqa: E402
+from connect_sync.transforms.contact import EMAIL_PATTERN, e164_number, iana_timezones  # noqa: E402
+from connect_sync.transforms.traits import chronological_rank, device_tokens, latest_traits  # noqa: E402
+from connect_sync.transforms.users import identify_payloads  # noqa: E402
 
 T0 = 1_767_225_600_000_000  # 2026-01-01 in microseconds
 REGION = "US"

@@ -33,10 +33,9 @@ from typing import Any
 
 import httpx
 import orjson
-
-from connect.errors import AuthenticationError, DeliveryFailed, EndpointError
-from connect.ratelimit import RateLimiter
-from connect.transport import TRANSPORT_ERRORS, URL_ERRORS, Answer, Lane
+from connect_sync.connect.errors import AuthenticationError, DeliveryFailed, EndpointError
+from connect_sync.connect.ratelimit import RateLimiter
+from connect_sync.connect.transport import TRANSPORT_ERRORS, URL_ERRORS, Answer, Lane
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
 
 import orjson
-
-from connect.client import (
+from connect_sync.connect.client import (
     AckCallback,
     ClientConfig,
     ConnectClient,

@@ -54,9 +54,9 @@ def _settings(**overrides: Any) -> Settings:
 @contextmanager
 def _expected_failures():
     """Expected failures become one clear line and exit 2, never a traceback."""
-    from connect.errors import ConnectConfigurationError
-    from flows.pipeline import ConfigurationError
-    from warehouse.errors import WarehouseError
+    from connect_sync.connect.errors import ConnectConfigurationError
+    from connect_sync.flows.pipeline import ConfigurationError
+    from connect_sync.warehouse.errors import WarehouseError
 
     try:
         yield
@@ -84,16 +84,16 @@ def _run(settings: Settings, options: Any, dask_address: str | None = None) -> A
     runs as a Prefect flow (Prefect maps its partitions over Dask): without a Prefect
     API, under a temporary Prefect server."""
     if getattr(options, "partitions", 1) > 1:
-        from flows.partitioned import prefect_api
-        from flows.sync import run_job_flow
+        from connect_sync.flows.partitioned import prefect_api
+        from connect_sync.flows.sync import run_job_flow
 
         with prefect_api():
             return run_job_flow(settings, options, dask_address)
     if os.environ.get("PREFECT_API_URL"):
-        from flows.sync import run_job_flow
+        from connect_sync.flows.sync import run_job_flow
 
         return run_job_flow(settings, options)
-    from flows.pipeline import run_sync
+    from connect_sync.flows.pipeline import run_sync
 
     with _progress() as progress:
         return run_sync(settings, options, progress)
@@ -210,7 +210,7 @@ def sync(
     streams, audience, dry_run, output, full_refresh, rate_limit, partitions, dask_address
 ) -> None:
     """One incremental run: aliases, users, events, in that order."""
-    from flows.pipeline import STREAMS, SyncOptions, check_partitioning
+    from connect_sync.flows.pipeline import STREAMS, SyncOptions, check_partitioning
 
     if output and not dry_run:
         raise UsageProblem("--output goes with --dry-run")
@@ -240,8 +240,8 @@ def sync(
 @click.option("--audience", help="Limit to the users of sql/audiences/NAME.sql or a .sql path.")
 def backfill(start: datetime, end: datetime, streams, dry_run, output, audience) -> None:
     """Re-send rows received in [start, end); delivered events are not sent again."""
-    from flows.pipeline import STREAMS, SyncOptions
-    from warehouse.segment import Window
+    from connect_sync.flows.pipeline import STREAMS, SyncOptions
+    from connect_sync.warehouse.segment import Window
 
     start, end = start.replace(tzinfo=start.tzinfo or UTC), end.replace(tzinfo=end.tzinfo or UTC)
     if end <= start:
@@ -271,9 +271,9 @@ def backfill(start: datetime, end: datetime, streams, dry_run, output, audience)
 @click.option("--serve", is_flag=True, help="Keep the sandbox up until Ctrl-C.")
 def demo(users: int, seed: int, serve: bool) -> None:
     """Build a demo warehouse, start the sandbox, sync into it, print the report."""
-    from connect.sandbox.server import start_sandbox_process
-    from flows.pipeline import SyncOptions, run_sync
-    from warehouse.demo import build_demo_warehouse
+    from connect_sync.connect.sandbox.server import start_sandbox_process
+    from connect_sync.flows.pipeline import SyncOptions, run_sync
+    from connect_sync.warehouse.demo import build_demo_warehouse
 
     started = time.monotonic()
     with console.status(f"building the demo warehouse ({users} users)"):
@@ -345,10 +345,10 @@ def sandbox(
     fault_seed: int | None,
 ) -> None:
     """Run the local Connect API server (Events page at /, faults via /_sandbox/faults)."""
-    from connect.sandbox.faults import Faults
-    from connect.sandbox.server import serve
-    from connect.sandbox.store import StoreError
-    from connect.sandbox.validation import ValidationError as FaultError
+    from connect_sync.connect.sandbox.faults import Faults
+    from connect_sync.connect.sandbox.server import serve
+    from connect_sync.connect.sandbox.store import StoreError
+    from connect_sync.connect.sandbox.validation import ValidationError as FaultError
 
     try:
         faults = Faults.from_dict(
@@ -406,8 +406,8 @@ def rejects() -> None:
 
 
 def _state_store(settings: Settings) -> Any:
-    from warehouse.engine import create_engine
-    from warehouse.state import StateStore
+    from connect_sync.warehouse.engine import create_engine
+    from connect_sync.warehouse.state import StateStore
 
     with _expected_failures():
         store = StateStore(
@@ -446,7 +446,7 @@ def rejects_list(limit: int, pending: bool, retryable: bool) -> None:
 @click.option("--rate-limit", type=float, help="Requests per second for the replay.")
 def rejects_replay(rate_limit: float | None) -> None:
     """Re-send the retryable rejections not delivered since; mark them replayed."""
-    from flows.replay import replay_rejections
+    from connect_sync.flows.replay import replay_rejections
 
     settings = _settings(rate_limit=rate_limit)
     if not settings.api_key_value():

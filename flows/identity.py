@@ -14,10 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
-
-from transforms.identity import IdentityGraph, merge_links, resolve_identities, update_identities
-from warehouse.identity_cache import CachedIdentities, IdentityCache, LinkMark
-from warehouse.segment import LINK_TABLES, SegmentSource
+from connect_sync.transforms.identity import (
+    IdentityGraph,
+    merge_links,
+    resolve_identities,
+    update_identities,
+)
+from connect_sync.warehouse.identity_cache import CachedIdentities, IdentityCache, LinkMark
+from connect_sync.warehouse.segment import LINK_TABLES, SegmentSource
 
 log = logging.getLogger(__name__)
 

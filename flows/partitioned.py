@@ -24,12 +24,18 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from connect_sync.flows.pipeline import (
+    PartitionResult,
+    SyncJob,
+    SyncOptions,
+    run_partition,
+    stages_for,
+)
+from connect_sync.flows.report import RunReport
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from connect_sync.settings import Settings
-from flows.pipeline import PartitionResult, SyncJob, SyncOptions, run_partition, stages_for
-from flows.report import RunReport
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +108,7 @@ def dask_task_runner(dask_address: str | None = None, local_workers: int = 2) ->
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError as exc:  # pragma: no cover - the dask extra is missing
-        from flows.pipeline import ConfigurationError
+        from connect_sync.flows.pipeline import ConfigurationError
 
         raise ConfigurationError(
             "--partitions needs prefect-dask: pip install 'segment-connect-sync[dask]'"

@@ -19,28 +19,38 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from connect_sync.connect.client import ClientConfig, DeliveryStats, ItemChunk
+from connect_sync.connect.outbox import ApiOutbox, DryRunOutbox, Outbox
+from connect_sync.flows.ahead import built_ahead
+from connect_sync.flows.identity import run_identities
+from connect_sync.flows.report import RunReport
+from connect_sync.transforms.changes import fingerprints
+from connect_sync.transforms.events import (
+    TrackPayloads,
+    dedupe_messages,
+    property_texts,
+    track_payloads,
+)
+from connect_sync.transforms.identity import IdentityGraph
+from connect_sync.transforms.messages import drop_repeated, unique_rows
+from connect_sync.transforms.partition import in_partition
+from connect_sync.transforms.traits import (
+    chronological,
+    chronological_rank,
+    device_tokens,
+    latest_traits,
+)
+from connect_sync.transforms.users import IdentifyPayloads, identify_payloads, tokens_of
+from connect_sync.transforms.values import as_series, as_text
+from connect_sync.warehouse.audience import load_audience
+from connect_sync.warehouse.engine import create_engine, describe, release_unused_memory
+from connect_sync.warehouse.frames import arrow_to_frame
+from connect_sync.warehouse.identity_cache import IdentityCache
+from connect_sync.warehouse.journal import AckJournal, journal_directory
+from connect_sync.warehouse.segment import EPOCH, SegmentSource, Window
+from connect_sync.warehouse.state import StateStore
 
-from connect.client import ClientConfig, DeliveryStats, ItemChunk
-from connect.outbox import ApiOutbox, DryRunOutbox, Outbox
 from connect_sync.settings import Settings
-from flows.ahead import built_ahead
-from flows.identity import run_identities
-from flows.report import RunReport
-from transforms.changes import fingerprints
-from transforms.events import TrackPayloads, dedupe_messages, property_texts, track_payloads
-from transforms.identity import IdentityGraph
-from transforms.messages import drop_repeated, unique_rows
-from transforms.partition import in_partition
-from transforms.traits import chronological, chronological_rank, device_tokens, latest_traits
-from transforms.users import IdentifyPayloads, identify_payloads, tokens_of
-from transforms.values import as_series, as_text
-from warehouse.audience import load_audience
-from warehouse.engine import create_engine, describe, release_unused_memory
-from warehouse.frames import arrow_to_frame
-from warehouse.identity_cache import IdentityCache
-from warehouse.journal import AckJournal, journal_directory
-from warehouse.segment import EPOCH, SegmentSource, Window
-from warehouse.state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +175,7 @@ class SyncJob:
         )
         self._cursors = {} if self.options.full_refresh else self.state.cursors()
         if self.options.partitions > 1 and settings.rate_limit and not self.options.dry_run:
-            from warehouse.ratelimit import ensure_table, limit_name
+            from connect_sync.warehouse.ratelimit import ensure_table, limit_name
 
             ensure_table(self.state.engine, settings.state_schema)
             self.rate_limit_name = limit_name(settings.api_url, settings.api_key_value() or "")
@@ -212,7 +222,7 @@ class SyncJob:
             return DryRunOutbox(self.options.output)
         outbox = ApiOutbox(self._client_config())
         if self.rate_limit_name and self.settings.rate_limit:
-            from warehouse.ratelimit import SharedRateLimiter
+            from connect_sync.warehouse.ratelimit import SharedRateLimiter
 
             outbox.client.limiter = SharedRateLimiter(
                 self.settings.rate_limit,

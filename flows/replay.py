@@ -17,15 +17,15 @@ from typing import Any
 
 import orjson
 import pandas as pd
+from connect_sync.connect.client import DeliveryStats
+from connect_sync.connect.outbox import ApiOutbox
+from connect_sync.flows.pipeline import client_config
+from connect_sync.transforms.changes import fingerprint
+from connect_sync.warehouse.engine import create_engine
+from connect_sync.warehouse.journal import AckJournal, journal_directory
+from connect_sync.warehouse.state import StateStore
 
-from connect.client import DeliveryStats
-from connect.outbox import ApiOutbox
 from connect_sync.settings import Settings
-from flows.pipeline import client_config
-from transforms.changes import fingerprint
-from warehouse.engine import create_engine
-from warehouse.journal import AckJournal, journal_directory
-from warehouse.state import StateStore
 
 log = logging.getLogger(__name__)
 

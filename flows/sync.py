@@ -11,18 +11,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from connect_sync.connect.errors import AuthenticationError
+from connect_sync.flows.pipeline import (
+    STREAMS,
+    ConfigurationError,
+    SyncJob,
+    SyncOptions,
+    stages_for,
+)
+from connect_sync.flows.report import RunReport
+from connect_sync.warehouse.errors import WarehouseError
+from connect_sync.warehouse.segment import Window
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from connect.errors import AuthenticationError
 from connect_sync.settings import Settings
-from flows.pipeline import STREAMS, ConfigurationError, SyncJob, SyncOptions, stages_for
-from flows.report import RunReport
-from warehouse.errors import WarehouseError
-from warehouse.segment import Window
 
 #: Failures a retry cannot fix: bad key, bad configuration, missing tables.
 PERMANENT = (AuthenticationError, ConfigurationError, WarehouseError)
@@ -102,7 +108,7 @@ def run_job(settings: Settings, options: SyncOptions, dask_address: str | None =
     """Prepare and run each stage as a task (or, with partitions > 1, map the partitions
     over a Dask cluster); the report becomes a table artifact."""
     if options.partitions > 1:
-        from flows.partitioned import run_partitioned
+        from connect_sync.flows.partitioned import run_partitioned
 
         report = run_partitioned(settings, options, dask_address)
     else:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from connect_sync.connect.sandbox.server import SandboxProcess, start_sandbox_process
 
-from connect.sandbox.server import SandboxProcess, start_sandbox_process
 from tests.segment_rows import drop_schemas
 
 POSTGRES_URL = os.environ.get(

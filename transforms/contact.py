@@ -18,11 +18,10 @@ import numpy as np
 import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
+from connect_sync.transforms.text_kernels import ascii_digits
+from connect_sync.transforms.values import blank_as_null
 from phonenumbers import PhoneMetadata
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, SUPPORTED_REGIONS
-
-from transforms.text_kernels import ascii_digits
-from transforms.values import blank_as_null
 
 #: Python's whitespace (`str.isspace`), which is also what Arrow's utf8 trim and split use.
 WHITESPACE = "".join(chr(c) for c in range(0x10000) if chr(c).isspace())  # all in the BMP

@@ -13,11 +13,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from transforms.columns import custom_columns
-from transforms.json_objects import json_objects, json_records, unix_seconds_json
-from transforms.messages import drop_repeated
-from transforms.values import Field, as_arrow, as_series, json_ready, missing_mask
+from connect_sync.transforms.columns import custom_columns
+from connect_sync.transforms.json_objects import json_objects, json_records, unix_seconds_json
+from connect_sync.transforms.messages import drop_repeated
+from connect_sync.transforms.values import Field, as_arrow, as_series, json_ready, missing_mask
 
 MAX_EVENT_NAME = 200
 REJECTED_COLUMNS = ["message_id", "user_id", "reason"]

@@ -33,11 +33,10 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+from connect_sync.transforms.latest_kernel import last_by_keys
+from connect_sync.transforms.values import positions_in
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-
-from transforms.latest_kernel import last_by_keys
-from transforms.values import positions_in
 
 LINK_KINDS = ("alias", "identify", "track")
 

@@ -22,8 +22,7 @@ import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from transforms.json_kernels import (
+from connect_sync.transforms.json_kernels import (
     BOOL,
     ESCAPED,
     INT,
@@ -34,7 +33,7 @@ from transforms.json_kernels import (
     write_lists,
     write_objects,
 )
-from transforms.values import Field, epoch_units, missing_mask, text_buffers
+from connect_sync.transforms.values import Field, epoch_units, missing_mask, text_buffers
 
 _DUMPS_SORTED = partial(orjson.dumps, option=orjson.OPT_SORT_KEYS)
 _TEXT = pl.String

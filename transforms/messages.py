@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
-
-from transforms.values import as_arrow
+from connect_sync.transforms.values import as_arrow
 
 
 def unique_rows(ids: pd.Series, keep: Literal["first", "last"] = "first") -> np.ndarray | None:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from connect_sync.transforms.values import text_buffers
 from numba import njit
-
-from transforms.values import text_buffers
 
 
 @njit(cache=True, nogil=True)

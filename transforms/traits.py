@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from transforms.columns import LATEST_CONTEXT_COLUMNS, ORDER_COLUMNS, custom_columns
-from transforms.latest_kernel import latest_rows
-from transforms.threads import in_parallel, parallel_map
-from transforms.values import (
+from connect_sync.transforms.columns import LATEST_CONTEXT_COLUMNS, ORDER_COLUMNS, custom_columns
+from connect_sync.transforms.latest_kernel import latest_rows
+from connect_sync.transforms.threads import in_parallel, parallel_map
+from connect_sync.transforms.values import (
     as_arrow,
     as_series,
     as_text,

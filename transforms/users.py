@@ -14,19 +14,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from transforms.columns import attribute_columns
-from transforms.contact import (
+from connect_sync.transforms.columns import attribute_columns
+from connect_sync.transforms.contact import (
     WHITESPACE_CLASS,
     normalize_phones,
     trimmed,
     valid_emails,
     valid_timezones,
 )
-from transforms.json_objects import json_records, json_texts
-from transforms.threads import in_parallel
-from transforms.traits import TOKEN_LISTS, TOKEN_PLATFORMS
-from transforms.values import (
+from connect_sync.transforms.json_objects import json_records, json_texts
+from connect_sync.transforms.threads import in_parallel
+from connect_sync.transforms.traits import TOKEN_LISTS, TOKEN_PLATFORMS
+from connect_sync.transforms.values import (
     Field,
     as_arrow,
     as_series,

@@ -8,10 +8,10 @@ from importlib.resources import files
 from pathlib import Path
 
 import sqlalchemy as sa
+from connect_sync.warehouse.errors import WarehouseError
 from sqlalchemy.engine import Engine
 
-import sql
-from warehouse.errors import WarehouseError
+from connect_sync import sql
 
 WRITE_KEYWORDS = re.compile(
     r"\b(insert|update|delete|merge|upsert|create|drop|alter|truncate|grant|revoke|copy|"

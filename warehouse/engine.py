@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import sqlalchemy as sa
+from connect_sync.warehouse.errors import WarehouseError
 from sqlalchemy.engine import Engine, make_url
-
-from warehouse.errors import WarehouseError
 
 
 def is_duckdb(engine: Engine) -> bool:

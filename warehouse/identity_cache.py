@@ -20,9 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
-
-from transforms.identity import IdentityGraph
-from warehouse.frames import arrow_to_frame
+from connect_sync.transforms.identity import IdentityGraph
+from connect_sync.warehouse.frames import arrow_to_frame
 
 log = logging.getLogger(__name__)
 

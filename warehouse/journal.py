@@ -30,10 +30,9 @@ from pathlib import Path
 
 import orjson
 import pandas as pd
+from connect_sync.warehouse.engine import describe
+from connect_sync.warehouse.state import StateStore
 from sqlalchemy.engine import make_url
-
-from warehouse.engine import describe
-from warehouse.state import StateStore
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ import logging
 import time
 
 import sqlalchemy as sa
+from connect_sync.connect.ratelimit import RateLimiter
 from sqlalchemy.engine import Engine
 
-import sql
-from connect.ratelimit import RateLimiter
+from connect_sync import sql
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
+from connect_sync.transforms.columns import is_custom_column
+from connect_sync.transforms.messages import drop_repeated
+from connect_sync.warehouse.engine import describe, release_file_database, release_unused_memory
+from connect_sync.warehouse.errors import WarehouseError
+from connect_sync.warehouse.frames import iter_frames, read_frame
 from sqlalchemy import TextClause, bindparam
 from sqlalchemy.engine import Engine
 
-import sql
-from transforms.columns import is_custom_column
-from transforms.messages import drop_repeated
-from warehouse.engine import describe, release_file_database, release_unused_memory
-from warehouse.errors import WarehouseError
-from warehouse.frames import iter_frames, read_frame
+from connect_sync import sql
 
 REQUIRED_TABLES = ("identifies", "aliases", "tracks")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

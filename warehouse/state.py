@@ -12,17 +12,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import connect_sync.sql as sql_files
 import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
+from connect_sync.warehouse.engine import is_duckdb
+from connect_sync.warehouse.errors import WarehouseError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
-
-import sql as sql_files
-from warehouse.engine import is_duckdb
-from warehouse.errors import WarehouseError
 
 #: The state schema's version; `StateStore.migrate` brings older ones up step by step.
 SCHEMA_VERSION = 2

@@ -1,4 +1,4 @@
-"""`python -m connect.sandbox`: the sandbox server alone (used by the demo and the tests)."""
+"""`python -m connect_sync.connect.sandbox`: the sandbox server alone (for the demo, tests)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import argparse
 import os
 import sys
 
-from connect.sandbox.faults import Faults
-from connect.sandbox.server import serve
-from connect.sandbox.store import StoreError
-from connect.sandbox.validation import ValidationError
+from connect_sync.connect.sandbox.faults import Faults
+from connect_sync.connect.sandbox.server import serve
+from connect_sync.connect.sandbox.store import StoreError
+from connect_sync.connect.sandbox.validation import ValidationError
 
 
 def add_fault_arguments(parser: argparse.ArgumentParser) -> None:

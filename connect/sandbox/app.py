@@ -13,15 +13,15 @@ from functools import partial
 from typing import Any
 
 import orjson
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
-
-from connect.sandbox import pages
-from connect.sandbox.faults import FaultInjector, Faults
-from connect.sandbox.store import MemoryStore, SandboxStore, disable_token, register_token
-from connect.sandbox.validation import (
+from connect_sync.connect.sandbox import pages
+from connect_sync.connect.sandbox.faults import FaultInjector, Faults
+from connect_sync.connect.sandbox.store import (
+    MemoryStore,
+    SandboxStore,
+    disable_token,
+    register_token,
+)
+from connect_sync.connect.sandbox.validation import (
     PLATFORMS,
     ValidationError,
     validate_batch,
@@ -32,6 +32,10 @@ from connect.sandbox.validation import (
     validate_track,
     validate_user,
 )
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
 
 log = logging.getLogger(__name__)
 

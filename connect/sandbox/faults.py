@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from connect.sandbox.validation import ValidationError
+from connect_sync.connect.sandbox.validation import ValidationError
 
 FAULT_FIELDS = ("error_rate", "rate_limit_per_s", "latency_ms", "drop_rate", "seed")
 

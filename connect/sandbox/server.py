@@ -13,8 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-
-from connect.sandbox.faults import Faults
+from connect_sync.connect.sandbox.faults import Faults
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +32,8 @@ def serve(
     `db`: keep everything in this SQLite file (opened again if it exists) instead of memory.
     `faults`: what to inject from the start (POST /_sandbox/faults changes it later)."""
     import uvicorn
-
-    from connect.sandbox.app import create_app
-    from connect.sandbox.store import SandboxStore
+    from connect_sync.connect.sandbox.app import create_app
+    from connect_sync.connect.sandbox.store import SandboxStore
 
     store = SandboxStore(db)
     # proto=IPPROTO_TCP so that asyncio sets TCP_NODELAY on accepted connections (with
@@ -133,11 +131,11 @@ def start_sandbox_process(
     extra_args: list[str] | None = None,
     timeout_s: float = 30.0,
 ) -> SandboxProcess:
-    """Start `python -m connect.sandbox` on a free port and wait until it answers."""
+    """Start `python -m connect_sync.connect.sandbox` on a free port and wait until it answers."""
     command = [
         sys.executable,
         "-m",
-        "connect.sandbox",
+        "connect_sync.connect.sandbox",
         "--host",
         host,
         "--port",

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
-
-from warehouse.demo import build_demo_warehouse
+from connect_sync.warehouse.demo import build_demo_warehouse
 
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300):

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from connect_sync.flows.pipeline import SyncOptions, run_sync
+from connect_sync.warehouse.demo import build_demo_warehouse
 
 from connect_sync.settings import Settings
-from flows.pipeline import SyncOptions, run_sync
-from warehouse.demo import build_demo_warehouse
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_FLAGS = [

@@ -15,11 +15,11 @@ from pathlib import Path
 import orjson
 import pytest
 import sqlalchemy as sa
+from connect_sync.connect.sandbox.server import SandboxProcess, start_sandbox_process
+from connect_sync.flows.pipeline import SyncOptions, run_sync
+from connect_sync.warehouse.demo import build_demo_warehouse
 
-from connect.sandbox.server import SandboxProcess, start_sandbox_process
 from connect_sync.settings import Settings
-from flows.pipeline import SyncOptions, run_sync
-from warehouse.demo import build_demo_warehouse
 
 CONCURRENCY = 8
 BATCH = 100

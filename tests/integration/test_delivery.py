@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from connect_sync.connect.client import ClientConfig, ConnectClient, DeliveryStats, ItemChunk
+from connect_sync.connect.errors import AuthenticationError, EndpointError
+from connect_sync.flows.pipeline import SyncJob, SyncOptions
 
-from connect.client import ClientConfig, ConnectClient, DeliveryStats, ItemChunk
-from connect.errors import AuthenticationError, EndpointError
 from connect_sync.settings import Settings
-from flows.pipeline import SyncJob, SyncOptions
 from tests.segment_rows import row, write_tables
 
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05}
@@ -145,9 +145,9 @@ def test_an_unreachable_api_fails_retryably_and_stops_early() -> None:
 
 def test_bookkeeping_round_trip_on_each_backend(warehouse, tmp_path: Path) -> None:
     """Bulk merges and large lookups (the staged join paths) on DuckDB and PostgreSQL."""
-    from warehouse.engine import create_engine
-    from warehouse.journal import AckJournal
-    from warehouse.state import StateStore
+    from connect_sync.warehouse.engine import create_engine
+    from connect_sync.warehouse.journal import AckJournal
+    from connect_sync.warehouse.state import StateStore
 
     url, schema = warehouse
     store = StateStore(create_engine(url, create_dirs=True), f"{schema}_state", schema)

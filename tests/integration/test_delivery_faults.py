@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from connect_sync.connect.client import ClientConfig, ConnectClient
+from connect_sync.connect.sandbox.server import SandboxProcess, start_sandbox_process
+from connect_sync.flows.pipeline import SyncOptions, run_sync
+from connect_sync.warehouse.demo import build_demo_warehouse
 
-from connect.client import ClientConfig, ConnectClient
-from connect.sandbox.server import SandboxProcess, start_sandbox_process
 from connect_sync.settings import Settings
-from flows.pipeline import SyncOptions, run_sync
-from warehouse.demo import build_demo_warehouse
 
 FAULTS = {"error_rate": 0.2, "rate_limit_per_s": 50, "latency_ms": 20, "drop_rate": 0.05}
 

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-
-from connect.ratelimit import RateLimiter
-from warehouse.engine import create_engine
-from warehouse.journal import AckJournal, parse_segment
-from warehouse.state import StateStore
+from connect_sync.connect.ratelimit import RateLimiter
+from connect_sync.warehouse.engine import create_engine
+from connect_sync.warehouse.journal import AckJournal, parse_segment
+from connect_sync.warehouse.state import StateStore
 
 
 class Clock:
@@ -28,7 +27,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr("connect.ratelimit.time.monotonic", clock)
+    monkeypatch.setattr("connect_sync.connect.ratelimit.time.monotonic", clock)
     return clock
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
+from connect_sync.flows.pipeline import SyncOptions, run_sync
+from connect_sync.warehouse.demo import build_demo_warehouse
 
 from connect_sync.settings import Settings
-from flows.pipeline import SyncOptions, run_sync
-from warehouse.demo import build_demo_warehouse
 
 EXPECTED_EVENTS = """
 SELECT count(DISTINCT id) FROM segment.tracks

@@ -15,9 +15,8 @@ from types import SimpleNamespace
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-
-from warehouse.frames import UTC_MICROS, described_type, normalize_batch
-from warehouse.segment import SegmentSource, Window
+from connect_sync.warehouse.frames import UTC_MICROS, described_type, normalize_batch
+from connect_sync.warehouse.segment import SegmentSource, Window
 
 DIALECTS = {
     "duckdb": ("duckdb_engine", "duckdb://"),

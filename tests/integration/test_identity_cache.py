@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
+from connect_sync.warehouse.journal import journal_directory
 
 from tests.integration.test_identity_pipeline import (
     assert_one_person,
@@ -15,7 +16,6 @@ from tests.integration.test_identity_pipeline import (
     visitor_rows,
 )
 from tests.segment_rows import row, write_tables
-from warehouse.journal import journal_directory
 
 
 def cache_directory(warehouse, sandbox) -> Path:

@@ -9,10 +9,10 @@ from urllib.parse import quote
 
 import httpx
 import orjson
+from connect_sync.flows.pipeline import SyncOptions, run_sync
+from connect_sync.flows.report import RunReport
 
 from connect_sync.settings import Settings
-from flows.pipeline import SyncOptions, run_sync
-from flows.report import RunReport
 from tests.segment_rows import row, sandbox_settings, write_tables
 
 
@@ -356,8 +356,9 @@ def test_incremental_selection_still_merges_over_every_row(
 ) -> None:
     """A window holding only the partial identify (a backfill window here) re-evaluates
     its user over all rows, the older ones and those of its anonymous id included."""
+    from connect_sync.warehouse.segment import Window
+
     from tests.segment_rows import at
-    from warehouse.segment import Window
 
     url, schema = warehouse
     write_tables(

@@ -8,11 +8,11 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from connect_sync.flows.pipeline import SyncOptions, run_sync
+from connect_sync.warehouse.audience import AudienceError
+from connect_sync.warehouse.segment import Window
 
-from flows.pipeline import SyncOptions, run_sync
 from tests.segment_rows import row, sandbox_settings, write_tables
-from warehouse.audience import AudienceError
-from warehouse.segment import Window
 
 
 def _track(minutes: float, user: str, name: str = "Signed Up", **kw):

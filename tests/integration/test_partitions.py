@@ -20,14 +20,19 @@ import pandas as pd
 import psutil
 import pytest
 import sqlalchemy as sa
+from connect_sync.connect.sandbox.server import start_sandbox_process
+from connect_sync.flows.pipeline import (
+    ConfigurationError,
+    SyncOptions,
+    check_partitioning,
+    run_sync,
+)
+from connect_sync.transforms.partition import partition_of
+from connect_sync.warehouse.demo import build_frames
+from connect_sync.warehouse.state import StateStore
 
-from connect.sandbox.server import start_sandbox_process
 from connect_sync.settings import Settings
-from flows.pipeline import ConfigurationError, SyncOptions, check_partitioning, run_sync
 from tests.segment_rows import drop_schemas
-from transforms.partition import partition_of
-from warehouse.demo import build_frames
-from warehouse.state import StateStore
 
 RATE = 60.0  # requests per second configured for the run
 SANDBOX_LIMIT = RATE * 1.15  # the sandbox answers 429 above this
@@ -86,7 +91,7 @@ def test_cli_refuses_partitions_with_duckdb_state_in_one_line(tmp_path: Path) ->
 def test_shared_rate_limit_is_one_schedule_for_every_worker(
     postgres_url: str, pg_schema: str
 ) -> None:
-    from warehouse.ratelimit import SharedRateLimiter, ensure_table, limit_name
+    from connect_sync.warehouse.ratelimit import SharedRateLimiter, ensure_table, limit_name
 
     engine = sa.create_engine(postgres_url)
     ensure_table(engine, pg_schema)
@@ -170,9 +175,8 @@ def settings_for(url: str, schema: str, api_url: str, state_schema: str, tmp: Pa
 def test_four_partitions_on_dask_match_one_process_under_one_rate_limit(
     prefect_harness, postgres_url: str, pg_schema: str, tmp_path: Path
 ) -> None:
+    from connect_sync.flows.sync import run_job_flow
     from distributed import LocalCluster
-
-    from flows.sync import run_job_flow
 
     load_demo(postgres_url, pg_schema, users=600)
     limit = ["--rate-limit", str(SANDBOX_LIMIT)]
@@ -233,7 +237,7 @@ def dask_worker_processes() -> list[psutil.Process]:
 def test_a_killed_dask_worker_then_a_rerun_loses_nothing(
     prefect_harness, postgres_url: str, pg_schema: str, tmp_path: Path
 ) -> None:
-    from flows.sync import run_job_flow
+    from connect_sync.flows.sync import run_job_flow
 
     load_demo(postgres_url, pg_schema, users=1500, seed=5)
     clean_db, killed_db = tmp_path / "clean.sqlite", tmp_path / "killed.sqlite"

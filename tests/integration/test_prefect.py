@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from connect_sync.flows.pipeline import SyncOptions
+from connect_sync.warehouse.demo import build_demo_warehouse
 
 from connect_sync.settings import Settings
-from flows.pipeline import SyncOptions
-from warehouse.demo import build_demo_warehouse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +37,7 @@ def test_prefect_yaml_deployments_resolve() -> None:
     assert production["schedules"] and development["schedules"]
     assert not deployments["connect-sync-backfill"]["schedules"]
     assert {"start", "end"} <= set(
-        importlib.import_module("flows.sync").backfill.parameters.properties
+        importlib.import_module("connect_sync.flows.sync").backfill.parameters.properties
     )
 
 
@@ -50,9 +50,8 @@ def prefect_harness():
 
 
 def test_flows_run_under_prefect(prefect_harness, tmp_path: Path, sandbox, monkeypatch) -> None:
+    from connect_sync.flows.sync import backfill, run_job_flow, sync
     from prefect.blocks.system import Secret
-
-    from flows.sync import backfill, run_job_flow, sync
 
     path = tmp_path / "demo.duckdb"
     build_demo_warehouse(path, users=60)
@@ -84,7 +83,7 @@ def test_flows_run_under_prefect(prefect_harness, tmp_path: Path, sandbox, monke
 
 
 def test_backfill_flow_rejects_inverted_window(prefect_harness) -> None:
-    from flows.sync import backfill
+    from connect_sync.flows.sync import backfill
 
     with pytest.raises(ValueError, match="end must be after start"):
         backfill(start="2026-02-01T00:00:00Z", end="2026-01-01T00:00:00Z")

@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from connect_sync.flows.pipeline import SyncOptions, run_sync
+from connect_sync.flows.replay import replay_rejections
+from connect_sync.warehouse.demo import build_demo_warehouse
+from connect_sync.warehouse.engine import create_engine
+from connect_sync.warehouse.state import StateStore
 
 from connect_sync.settings import Settings
-from flows.pipeline import SyncOptions, run_sync
-from flows.replay import replay_rejections
-from warehouse.demo import build_demo_warehouse
-from warehouse.engine import create_engine
-from warehouse.state import StateStore
 
 
 def dead_api() -> str:

@@ -9,8 +9,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 import pytest
-
-from connect.sandbox.server import SandboxProcess
+from connect_sync.connect.sandbox.server import SandboxProcess
 
 Body = Any
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from connect.sandbox.server import SandboxProcess, start_sandbox_process
+from connect_sync.connect.sandbox.server import SandboxProcess, start_sandbox_process
 
 TRACK = {"user_id": "u1", "event": "Faulted"}
 

@@ -6,9 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-
-from warehouse.errors import WarehouseError
-from warehouse.state import SCHEMA_VERSION, StateStore
+from connect_sync.warehouse.errors import WarehouseError
+from connect_sync.warehouse.state import SCHEMA_VERSION, StateStore
 
 
 @pytest.fixture

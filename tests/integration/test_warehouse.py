@@ -15,16 +15,16 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from connect_sync.transforms.events import property_objects
+from connect_sync.warehouse import frames as frames_module
+from connect_sync.warehouse import segment as segment_module
+from connect_sync.warehouse.engine import release_file_database
+from connect_sync.warehouse.errors import WarehouseError
+from connect_sync.warehouse.frames import iter_frames, native_path, read_frame
+from connect_sync.warehouse.segment import SegmentSource, Window
 
-import sql
+from connect_sync import sql
 from tests.segment_rows import T0, at, row, write_tables
-from transforms.events import property_objects
-from warehouse import frames as frames_module
-from warehouse import segment as segment_module
-from warehouse.engine import release_file_database
-from warehouse.errors import WarehouseError
-from warehouse.frames import iter_frames, native_path, read_frame
-from warehouse.segment import SegmentSource, Window
 
 EXPECTED_TYPES = {
     "id": pa.string(),
@@ -406,7 +406,7 @@ def test_streams_of_memory_or_unlimited_databases_leave_the_limit_alone(
 def test_memory_is_released_without_glibc_too(monkeypatch) -> None:
     """Off Linux there is no malloc_trim to call (ctypes.CDLL(None) even raises
     TypeError on Windows): only Arrow's pool is released."""
-    from warehouse import engine as engine_module
+    from connect_sync.warehouse import engine as engine_module
 
     engine_module._malloc_trim.cache_clear()
     monkeypatch.setattr(engine_module.sys, "platform", "win32")

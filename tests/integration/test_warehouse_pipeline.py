@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+from connect_sync.flows.pipeline import SyncOptions, run_sync
+from connect_sync.warehouse.demo import build_demo_warehouse
 
 from connect_sync.settings import Settings
-from flows.pipeline import SyncOptions, run_sync
 from tests.segment_rows import T0, row, write_tables
-from warehouse.demo import build_demo_warehouse
 
 UNIX_T0 = int(T0.timestamp())
 

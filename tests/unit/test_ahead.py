@@ -7,8 +7,7 @@ import threading
 import time
 
 import pytest
-
-from flows.ahead import built_ahead
+from connect_sync.flows.ahead import built_ahead
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2, 4])

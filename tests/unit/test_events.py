@@ -8,8 +8,7 @@ from typing import Any
 import orjson
 import pandas as pd
 import pyarrow as pa
-
-from transforms.events import (
+from connect_sync.transforms.events import (
     dedupe_messages,
     event_names,
     property_objects,

@@ -8,8 +8,7 @@ import random
 import numpy as np
 import pandas as pd
 import pytest
-
-from transforms.identity import (
+from connect_sync.transforms.identity import (
     IdentityGraph,
     empty_links,
     merge_links,

@@ -9,11 +9,10 @@ import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
+from connect_sync.transforms.json_objects import json_objects, json_records, json_texts
+from connect_sync.transforms.values import Field, records
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from transforms.json_objects import json_objects, json_records, json_texts
-from transforms.values import Field, records
 
 CONTROL = "".join(map(chr, range(32)))
 

@@ -16,16 +16,16 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pytest
+from connect_sync.transforms.changes import fingerprint
+from connect_sync.transforms.events import property_fields, property_objects, track_payloads
+from connect_sync.transforms.json_objects import json_objects, json_records, unix_seconds_json
+from connect_sync.transforms.traits import device_tokens, latest_traits
+from connect_sync.transforms.users import _fields, attribute_fields, identify_payloads
+from connect_sync.transforms.values import Field, json_ready, missing_mask, records, unix_seconds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.unit.test_properties import REGIONS, identify_frames, track_frames
-from transforms.changes import fingerprint
-from transforms.events import property_fields, property_objects, track_payloads
-from transforms.json_objects import json_objects, json_records, unix_seconds_json
-from transforms.traits import device_tokens, latest_traits
-from transforms.users import _fields, attribute_fields, identify_payloads
-from transforms.values import Field, json_ready, missing_mask, records, unix_seconds
 
 UNITS = ["s", "ms", "us", "ns"]
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from connect_sync.transforms.identity import _last_per_group
+from connect_sync.transforms.latest_kernel import latest_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from transforms.identity import _last_per_group
-from transforms.latest_kernel import latest_rows
 
 
 def numpy_latest_rows(codes, rank, valid, n_users):

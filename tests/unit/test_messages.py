@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pyarrow as pa
+from connect_sync.transforms.messages import drop_repeated, unique_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from transforms.messages import drop_repeated, unique_rows
 
 IDS = st.lists(st.one_of(st.none(), st.sampled_from(["m1", "m2", "m3", "é🎉", ""])), max_size=40)
 

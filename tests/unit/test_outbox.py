@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-
-from connect.client import ItemChunk, items_of
-from connect.outbox import DryRunOutbox
+from connect_sync.connect.client import ItemChunk, items_of
+from connect_sync.connect.outbox import DryRunOutbox
 
 
 def lines(path: Path) -> list[dict]:

@@ -18,12 +18,11 @@ from zoneinfo import available_timezones
 import orjson
 import pandas as pd
 import pyarrow as pa
+from connect_sync.transforms.events import property_objects, track_payloads
+from connect_sync.transforms.traits import device_tokens, latest_traits
+from connect_sync.transforms.users import identify_payloads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from transforms.events import property_objects, track_payloads
-from transforms.traits import device_tokens, latest_traits
-from transforms.users import identify_payloads
 
 ZONES = frozenset(available_timezones())
 IDENTIFY_KEYS = {

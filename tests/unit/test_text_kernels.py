@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from connect_sync.transforms.text_kernels import ascii_digits
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from transforms.text_kernels import ascii_digits
 
 
 @settings(max_examples=200, deadline=None)

@@ -6,16 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pyarrow as pa
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from transforms.traits import (
+from connect_sync.transforms.traits import (
     chronological,
     chronological_rank,
     device_platforms,
     device_tokens,
     latest_traits,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 

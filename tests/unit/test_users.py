@@ -12,10 +12,9 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pytest
-
-from transforms import contact
-from transforms.traits import device_tokens, latest_traits
-from transforms.users import identify_fields, identify_payloads, split_names, tokens_of
+from connect_sync.transforms import contact
+from connect_sync.transforms.traits import device_tokens, latest_traits
+from connect_sync.transforms.users import identify_fields, identify_payloads, split_names, tokens_of
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 _ids = iter(range(10**9))

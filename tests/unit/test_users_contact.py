@@ -8,11 +8,7 @@ import re
 import phonenumbers
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from phonenumbers import PhoneNumberFormat, PhoneNumberType
-
-from transforms.contact import (
+from connect_sync.transforms.contact import (
     EMAIL_PATTERN,
     WHITESPACE,
     _FastPath,
@@ -23,6 +19,9 @@ from transforms.contact import (
     valid_emails,
     valid_timezones,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 REGIONS = [None, "US", "GB", "DE", "IT", "BR", "IN", "AR", "JP"]
 TYPES = [PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.TOLL_FREE]

@@ -9,10 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from transforms.values import (
+from connect_sync.transforms.values import (
     Field,
     iso_utc,
     json_ready,
@@ -24,6 +21,8 @@ from transforms.values import (
     unix_seconds,
     valid_mask,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def test_iso_utc_formats_and_floors_to_the_second():
