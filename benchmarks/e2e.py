@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 BUILD = (
-    "import sys; from pathlib import Path; from warehouse.demo import build_demo_warehouse; "
+    "import sys; from pathlib import Path; "
+    "from connect_sync.warehouse.demo import build_demo_warehouse; "
     "print(build_demo_warehouse(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))"
 )
 
