@@ -132,18 +132,19 @@ def drop_postgres(url: str, sizes: list[int]) -> None:
 def child(url: str, schema: str, method: str, chunk_size: int) -> dict:
     import pandas as pd
     import sqlalchemy as sa
+    from connect_sync.transforms.columns import identify_read_columns
     from connect_sync.warehouse.segment import SegmentSource
 
     engine = sa.create_engine(url)
     source = SegmentSource(engine, schema, chunk_size)
-    columns = source.identify_columns()
+    columns = identify_read_columns(source.columns("identifies"))
     started = time.perf_counter()
     rows = 0
     if method == "stream":
-        for frame in source.iter_identifies():
+        for frame in source.iter_identifies(columns=columns):
             rows += len(frame)
     elif method == "frame":
-        rows = len(source.identifies())
+        rows = len(source.identifies(columns=columns))
     else:  # pandas.read_sql of the same statement
         clause = source.clause("identifies_all", {}, identifies="identifies", columns=columns)
         with engine.connect() as conn:

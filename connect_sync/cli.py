@@ -143,24 +143,22 @@ def _progress():
 
 
 def _print_report(report: Any) -> None:
+    from connect_sync.flows.report import label
+
     table = Table(title=f"run {report.run_id} ({report.status}, {report.duration_s:.2f} s)")
     table.add_column("stream")
-    table.add_column("sent", justify="right")
+    table.add_column("would send" if report.dry_run else "sent", justify="right")
     table.add_column("unchanged / already delivered", justify="right")
     table.add_column("rejected", justify="right")
-    table.add_row("merges", str(report.merges_sent), str(report.merges_already_delivered), "")
-    table.add_row(
-        "users", str(report.users_sent), str(report.users_unchanged), str(report.users_rejected)
-    )
-    table.add_row(
-        "events",
-        str(report.events_sent),
-        str(report.events_already_delivered),
-        str(report.events_rejected),
-    )
+    for name, counts in report.streams.items():
+        table.add_row(
+            label(name), f"{counts.sent:,}", f"{counts.unchanged:,}", f"{counts.rejected:,}"
+        )
+    for name in report.streams_absent:
+        table.add_row(label(name), "-", "-", "-", style="dim")
     console.print(table)
     details = {
-        "events deduplicated": report.events_deduplicated,
+        "deduplicated": sum(c.deduplicated for c in report.streams.values()),
         "requests": report.requests,
         "retries": report.retries,
         "rate-limited": getattr(report, "rate_limited", 0),
@@ -183,7 +181,11 @@ def _finish(report: Any) -> None:
 
 
 @cli.command()
-@click.option("--streams", help="Comma-separated streams to run: users,events (default: all).")
+@click.option(
+    "--streams",
+    help="Comma-separated streams to run: aliases, users, groups, events, pages, screens "
+    "(default: all).",
+)
 @click.option("--audience", help="Limit to the users of sql/audiences/NAME.sql or a .sql path.")
 @click.option("--dry-run", is_flag=True, help="Send nothing; write what would be sent.")
 @click.option(
@@ -210,7 +212,7 @@ def sync(
     streams, audience, dry_run, output, full_refresh, rate_limit, partitions, dask_address
 ) -> None:
     """One incremental run: aliases, users, events, in that order."""
-    from connect_sync.flows.pipeline import STREAMS, SyncOptions, check_partitioning
+    from connect_sync.flows.pipeline import SyncOptions, check_partitioning
 
     if output and not dry_run:
         raise UsageProblem("--output goes with --dry-run")
@@ -218,7 +220,7 @@ def sync(
         raise UsageProblem("--dask-address goes with --partitions 2 or more")
     settings = _settings(rate_limit=rate_limit)
     options = SyncOptions(
-        streams=_parse_streams(streams) or STREAMS,
+        streams=_parse_streams(streams),
         full_refresh=full_refresh,
         dry_run=dry_run,
         output=output,
@@ -240,14 +242,14 @@ def sync(
 @click.option("--audience", help="Limit to the users of sql/audiences/NAME.sql or a .sql path.")
 def backfill(start: datetime, end: datetime, streams, dry_run, output, audience) -> None:
     """Re-send rows received in [start, end); delivered events are not sent again."""
-    from connect_sync.flows.pipeline import STREAMS, SyncOptions
+    from connect_sync.flows.pipeline import SyncOptions
     from connect_sync.warehouse.segment import Window
 
     start, end = start.replace(tzinfo=start.tzinfo or UTC), end.replace(tzinfo=end.tzinfo or UTC)
     if end <= start:
         raise UsageProblem("--end must be after --start")
     options = SyncOptions(
-        streams=_parse_streams(streams) or STREAMS,
+        streams=_parse_streams(streams),
         dry_run=dry_run,
         output=output,
         backfill=Window("received_at", start, end),

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 import pandas as pd
 from connect_sync.transforms.identity import (
     IdentityGraph,
+    graph_from_tables,
+    graph_tables,
     merge_links,
     resolve_identities,
     update_identities,
@@ -48,35 +50,42 @@ def run_identities(
     """The identity graph for this run (see the module docstring); the cache is brought up
     to date when it was used or can be started."""
     cached = None if refresh else cache.load()
-    cut_off = {k: cached.marks[k].until if cached else NO_CUT_OFF for k in LINK_TABLES}
-    stats = source.identity_link_stats(cut_off).set_index("kind")
+    stats = source.identity_link_stats(_cut_off(cached)).set_index("kind")
+    kinds = list(stats.index)  # the link sources the schema has
     if (stats["rows_all"] != stats["rows_loaded"]).any():
         log.info("identity: link rows without a load time (uuid_ts): no cache, every link read")
         cache.clear()
         links = source.identity_links()
         return RunIdentities(links, resolve_identities(links), "resolved", len(links))
-    if cached is not None and any(
-        int(stats.at[k, "rows_until"]) != cached.marks[k].rows for k in LINK_TABLES
+    if cached is not None and (
+        set(cached.marks) != set(kinds)  # a link table appeared (or went)
+        or any(int(stats.at[k, "rows_until"]) != cached.marks[k].rows for k in kinds)
     ):
         log.info("identity: link tables changed under the cached graph; resolving again")
         cached = None
-    since = {k: cached.marks[k].until if cached else ALL_TIME for k in LINK_TABLES}
+    since = {k: cached.marks[k].until if cached else ALL_TIME for k in kinds}
     marks = {
         k: LinkMark(
             max(_newest(stats.at[k, "loaded_max"]), since[k]), int(stats.at[k, "rows_loaded"])
         )
-        for k in LINK_TABLES
+        for k in kinds
     }
     new = source.identity_links_loaded(since, {k: mark.until for k, mark in marks.items()})
     if cached is None:
         links, graph, how = new, resolve_identities(new), "resolved"
     elif not len(new):
-        return RunIdentities(cached.links, cached.graph, "cached", 0)
+        return RunIdentities(cached.links, graph_from_tables(cached.graph), "cached", 0)
     else:
-        graph = update_identities(cached.graph, cached.links, new)
+        graph = update_identities(graph_from_tables(cached.graph), cached.links, new)
         links, how = merge_links(cached.links, new), "updated"
-    cache.save(CachedIdentities(links, graph, marks))
+    cache.save(CachedIdentities(links, graph_tables(graph), marks))
     return RunIdentities(links, graph, how, len(new))
+
+
+def _cut_off(cached: CachedIdentities | None) -> dict[str, datetime]:
+    """Per link kind, the load time the cached graph covers (every row without a cache)."""
+    marks = cached.marks if cached is not None else {}
+    return {k: marks[k].until if k in marks else NO_CUT_OFF for k in LINK_TABLES}
 
 
 def _newest(value: object) -> datetime:

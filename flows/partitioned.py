@@ -29,9 +29,11 @@ from connect_sync.flows.pipeline import (
     SyncJob,
     SyncOptions,
     run_partition,
+    settle_partitions,
     stages_for,
 )
 from connect_sync.flows.report import RunReport
+from connect_sync.flows.streams import BY_NAME
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -111,7 +113,7 @@ def dask_task_runner(dask_address: str | None = None, local_workers: int = 2) ->
         from connect_sync.flows.pipeline import ConfigurationError
 
         raise ConfigurationError(
-            "--partitions needs prefect-dask: pip install 'segment-connect-sync[dask]'"
+            "--partitions needs prefect-dask: pip install -e '.[dask]'"
         ) from exc
     if dask_address:
         return DaskTaskRunner(address=dask_address)
@@ -138,9 +140,9 @@ def run_partitioned(
     job = SyncJob(settings, replace(options, partition=None))
     try:
         job.prepare()
-        stages = stages_for(options)
-        if "aliases" in stages:
-            job.run_stage("aliases")
+        for stream in stages_for(options):  # the coordinator's own (merges)
+            if not BY_NAME[stream].partitioned:
+                job.run_stage(stream)
         if "aliases" in job.report.streams_failed:
             # merges must land before identifies: the partitions wait for the next run
             return job.finish()
@@ -172,7 +174,7 @@ def run_partitioned(
             timings["partition_cpu_max"] = max(r.cpu_s for r in results)
             timings["partition_cpu_sum"] = sum(r.cpu_s for r in results)
         log.info("partitioned run phases (s): %s", {k: round(v, 2) for k, v in timings.items()})
-        job.settle_partitions([s for s in stages if s != "aliases"], results)
+        settle_partitions(job, results)
     except BaseException as exc:
         job.finish(exc)
         raise

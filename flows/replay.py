@@ -19,7 +19,8 @@ import orjson
 import pandas as pd
 from connect_sync.connect.client import DeliveryStats
 from connect_sync.connect.outbox import ApiOutbox
-from connect_sync.flows.pipeline import client_config
+from connect_sync.flows.job import client_config
+from connect_sync.flows.streams import BOOKS, BY_NAME
 from connect_sync.transforms.changes import fingerprint
 from connect_sync.warehouse.engine import create_engine
 from connect_sync.warehouse.journal import AckJournal, journal_directory
@@ -29,8 +30,6 @@ from connect_sync.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: The delivery book of each stream keyed by message id.
-BOOKS = {"events": "event", "aliases": "alias"}
 ENDPOINTS = {"/v2/identify": "identify", "/v2/track": "track"}
 
 ProgressCallback = Callable[[str, int, int, DeliveryStats], None]
@@ -118,7 +117,8 @@ def _replay_group(
 ) -> None:
     kind = ENDPOINTS.get(endpoint) if isinstance(endpoint, str) else None
     book = BOOKS.get(stream)
-    key_column = "message_id" if book else "user_id"
+    keyed = stream in BY_NAME and BY_NAME[stream].keyed_by_message
+    key_column = "message_id" if keyed else "user_id"
     usable = group["payload"].notna() & group[key_column].notna()
     if kind is None:
         usable &= False
@@ -166,7 +166,7 @@ def _replay_group(
             pd.DataFrame(
                 [
                     {
-                        "message_id": r.key if book else None,
+                        "message_id": r.key if keyed else None,
                         "user_id": r.user_id,
                         "reason": r.reason,
                         "retryable": False,

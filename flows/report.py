@@ -1,11 +1,41 @@
-"""What a run did, counted: the run report."""
+"""What a run did, counted: the run report, one row of counts per stream."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+#: The report's name of a stream where it differs (an alias call is a merge).
+LABELS = {"aliases": "merges"}
+#: Older names of a count, still read (`events_already_delivered`).
+SYNONYMS = {"already_delivered": "unchanged"}
+
+
+@dataclass
+class StreamCounts:
+    """One stream's counts in a run."""
+
+    #: Rows read in the window (message streams) and how many repeated a message id.
+    read: int = 0
+    deduplicated: int = 0
+    #: Payloads built and compared with the last delivered one (change-detected streams).
+    considered: int = 0
+    sent: int = 0
+    #: Not sent: delivered before (message streams) or unchanged since (profiles).
+    unchanged: int = 0
+    #: Rows or items that cannot be sent, recorded with their reason.
+    rejected: int = 0
+
+    def add(self, other: StreamCounts | dict[str, Any]) -> None:
+        for f in fields(self):
+            value = other.get(f.name) if isinstance(other, dict) else getattr(other, f.name)
+            setattr(self, f.name, getattr(self, f.name) + int(value or 0))
+
+
+def label(stream: str) -> str:
+    return LABELS.get(stream, stream)
 
 
 @dataclass
@@ -17,17 +47,8 @@ class RunReport:
     status: str = "running"
     started: float = field(default_factory=time.time)
     duration_s: float = 0.0
-    merges_sent: int = 0
-    merges_already_delivered: int = 0
-    users_considered: int = 0
-    users_sent: int = 0
-    users_unchanged: int = 0
-    users_rejected: int = 0
-    events_read: int = 0
-    events_deduplicated: int = 0
-    events_already_delivered: int = 0
-    events_sent: int = 0
-    events_rejected: int = 0
+    #: Per stream (registry name), in the order the streams ran.
+    streams: dict[str, StreamCounts] = field(default_factory=dict)
     requests: int = 0
     retries: int = 0
     #: 429 answers: requests Connect asked to slow down (they were retried).
@@ -49,10 +70,34 @@ class RunReport:
     quality: Counter[str] = field(default_factory=Counter)
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
     streams_failed: list[str] = field(default_factory=list)
+    #: Streams whose table the source schema does not have (nothing to do).
+    streams_absent: list[str] = field(default_factory=list)
     error: str | None = None
+
+    def stream(self, name: str) -> StreamCounts:
+        """The counts of stream `name`, created on first use."""
+        return self.streams.setdefault(name, StreamCounts())
+
+    def __getattr__(self, name: str) -> int:
+        """`users_sent`, `merges_sent`, `events_already_delivered`: a stream's count by
+        its report label (the names the CLI, `status` and stored reports use)."""
+        head, _, tail = name.partition("_")
+        stream = {v: k for k, v in LABELS.items()}.get(head, head)
+        count = SYNONYMS.get(tail, tail)
+        if name.startswith("__") or count not in {f.name for f in fields(StreamCounts)}:
+            raise AttributeError(name)
+        counts = self.__dict__.get("streams", {}).get(stream)
+        return getattr(counts, count) if counts is not None else 0
+
+    @property
+    def rejected(self) -> int:
+        return sum(c.rejected for c in self.streams.values())
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["quality"] = dict(self.quality)
         data["rejected_by_reason"] = dict(self.rejected_by_reason)
+        for name, counts in self.streams.items():  # flat too: `users_sent`, `events_sent`
+            for f in fields(counts):
+                data[f"{label(name)}_{f.name}"] = getattr(counts, f.name)
         return data

@@ -19,7 +19,7 @@ from connect_sync.flows.pipeline import (
     SyncOptions,
     stages_for,
 )
-from connect_sync.flows.report import RunReport
+from connect_sync.flows.report import RunReport, label
 from connect_sync.warehouse.errors import WarehouseError
 from connect_sync.warehouse.segment import Window
 from prefect import flow, get_run_logger, task
@@ -70,37 +70,14 @@ def run_stage(job: SyncJob, stream: str) -> None:
 
 
 def report_rows(report: RunReport) -> list[dict[str, Any]]:
-    """The run report as the rows of a Prefect table artifact."""
+    """The run report as the rows of a Prefect table artifact: one per stream, then one
+    per rejection reason."""
     rows = [
-        {
-            "stream": "merges",
-            "sent": report.merges_sent,
-            "unchanged": report.merges_already_delivered,
-            "rejected": 0,
-        },
-        {
-            "stream": "users",
-            "sent": report.users_sent,
-            "unchanged": report.users_unchanged,
-            "rejected": report.users_rejected,
-        },
-        {
-            "stream": "events",
-            "sent": report.events_sent,
-            "unchanged": report.events_already_delivered,
-            "rejected": report.events_rejected,
-        },
+        {"stream": label(name), "sent": c.sent, "unchanged": c.unchanged, "rejected": c.rejected}
+        for name, c in report.streams.items()
     ]
     for reason, count in sorted(report.rejected_by_reason.items()):
         rows.append({"stream": f"rejected: {reason}", "sent": 0, "unchanged": 0, "rejected": count})
-    rows.append(
-        {
-            "stream": f"retried requests ({report.retries}), duration {report.duration_s:.1f} s",
-            "sent": report.requests,
-            "unchanged": 0,
-            "rejected": 0,
-        }
-    )
     return rows
 
 
@@ -124,7 +101,10 @@ def run_job(settings: Settings, options: SyncOptions, dask_address: str | None =
     create_table_artifact(
         key=f"connect-sync-{settings.source_schema.replace('_', '-')}",
         table=report_rows(report),
-        description=f"{report.kind} of `{settings.source_schema}`: {report.status}",
+        description=(
+            f"{report.kind} of `{settings.source_schema}`: {report.status} in "
+            f"{report.duration_s:.1f} s; {report.requests} requests, {report.retries} retried"
+        ),
     )
     get_run_logger().info(
         "run %s %s: %s users, %s events sent",

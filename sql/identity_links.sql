@@ -1,19 +1,9 @@
--- Every link between two ids of one person: alias calls, and identify/track calls that
--- carry both an anonymous id and a user id. One row per distinct pair and kind, with its
--- latest event time (ts) and its latest load time (loaded: which links a run sees anew).
-SELECT from_id, to_id, kind, max(ts) AS ts, max(loaded) AS loaded
-FROM (
-    SELECT previous_id AS from_id, user_id AS to_id, 'alias' AS kind, {timestamp} AS ts,
-           uuid_ts AS loaded
-    FROM {schema}.{aliases}
-    WHERE previous_id IS NOT NULL AND user_id IS NOT NULL
-    UNION ALL
-    SELECT anonymous_id, user_id, 'identify', {timestamp}, uuid_ts
-    FROM {schema}.{identifies}
-    WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL
-    UNION ALL
-    SELECT anonymous_id, user_id, 'track', {timestamp}, uuid_ts
-    FROM {schema}.{tracks}
-    WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL
-) AS links
-GROUP BY from_id, to_id, kind
+-- The links of one link source (mapping.md, Identity): calls of its table that name two ids
+-- of one person. One row per distinct pair, with its latest event time (ts) and its latest
+-- load time (loaded: which links a run sees anew). The reader runs it for each link source
+-- that exists and tags the rows with the source's kind.
+SELECT {from_column} AS from_id, {to_column} AS to_id, max({timestamp}) AS ts,
+       max(uuid_ts) AS loaded
+FROM {schema}.{table}
+WHERE {from_column} IS NOT NULL AND {to_column} IS NOT NULL
+GROUP BY {from_column}, {to_column}

@@ -47,3 +47,21 @@ def attribute_columns(columns: Iterable[str], *, timezone_from_context: bool = F
     """Trait columns sent as `attributes` (the `timezone` trait is handled per user)."""
     drop = IDENTIFY_FIELD_TRAITS | ({"timezone"} if timezone_from_context else set())
     return [c for c in columns if is_custom_column(c) and c not in drop]
+
+
+#: Segment's own identify columns the users stream reads; every trait column comes too.
+IDENTIFY_COLUMNS = ("id", "anonymous_id", "user_id", "timestamp", "received_at", "uuid_ts")
+#: The context columns the identify payload reads (timezone, device tokens and platform).
+IDENTIFY_CONTEXT_COLUMNS = (
+    "context_timezone",
+    "context_device_type",
+    "context_device_token",
+    "context_library_name",
+)
+
+
+def identify_read_columns(columns: Iterable[str]) -> list[str]:
+    """Of an `identifies` table's columns, those the users stream reads: ids, order,
+    context, every trait (in the table's order)."""
+    wanted = set(IDENTIFY_COLUMNS) | set(IDENTIFY_CONTEXT_COLUMNS)
+    return [c for c in columns if c in wanted or is_custom_column(c)]

@@ -412,3 +412,76 @@ def _groups(
     return pd.DataFrame(
         {"component": ids.index.to_numpy(), "ids": ids.to_list(), "canonical_ids": canonical_ids}
     ).reset_index(drop=True)
+
+
+# -- the graph as Arrow tables (the identity cache keeps these) ------------------------
+
+_ID = pa.large_string()
+_GROUP_SCHEMA = pa.schema(
+    [
+        ("report", pa.string()),
+        ("component", pa.int64()),
+        ("ids", pa.list_(_ID)),
+        ("canonical_ids", pa.list_(_ID)),
+    ]
+)
+
+
+def graph_tables(graph: IdentityGraph) -> dict[str, pa.Table]:
+    """The graph as Arrow tables: `graph` (per id) and `groups` (conflicts, cycles)."""
+    return {"graph": _graph_table(graph), "groups": _groups_table(graph)}
+
+
+def _graph_table(graph: IdentityGraph) -> pa.Table:
+    return pa.table(
+        {
+            "id": graph.ids,
+            "canonical": graph.roots,
+            "component": pa.array(graph.labels),
+            "attached": pa.array(graph.attached_mask),
+        }
+    )
+
+
+def _groups_table(graph: IdentityGraph) -> pa.Table:
+    parts = []
+    for report, frame in (("conflict", graph.conflicts), ("cycle", graph.cycles)):
+        parts.append(
+            pa.table(
+                {
+                    "report": pa.array([report] * len(frame), pa.string()),
+                    "component": pa.array(frame["component"].to_numpy(dtype="int64")),
+                    "ids": pa.array(frame["ids"].tolist(), pa.list_(_ID)),
+                    "canonical_ids": pa.array(frame["canonical_ids"].tolist(), pa.list_(_ID)),
+                },
+                schema=_GROUP_SCHEMA,
+            )
+        )
+    return pa.concat_tables(parts)
+
+
+def graph_from_tables(tables: dict[str, pa.Table]) -> IdentityGraph:
+    """The graph kept by `graph_tables`."""
+    table, groups = tables["graph"], tables["groups"]
+
+    def column(name: str) -> pa.Array:
+        return table.column(name).combine_chunks()
+
+    def reported(kind: str) -> pd.DataFrame:
+        part = groups.filter(pc.equal(groups.column("report"), kind))
+        return pd.DataFrame(
+            {
+                "component": pd.Series(part.column("component").to_numpy(), dtype="int64"),
+                "ids": pd.Series(part.column("ids").to_pylist(), dtype=object),
+                "canonical_ids": pd.Series(part.column("canonical_ids").to_pylist(), dtype=object),
+            }
+        )
+
+    return IdentityGraph(
+        ids=column("id"),
+        roots=column("canonical"),
+        conflicts=reported("conflict"),
+        cycles=reported("cycle"),
+        attached_mask=np.asarray(column("attached").to_numpy(zero_copy_only=False), dtype=bool),
+        labels=np.asarray(column("component").to_numpy(), dtype=np.int64),
+    )

@@ -15,26 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.ipc as ipc
-from connect_sync.transforms.identity import IdentityGraph
 from connect_sync.warehouse.frames import arrow_to_frame
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
-_ID = pa.large_string()
-_GROUP_SCHEMA = pa.schema(
-    [
-        ("report", pa.string()),
-        ("component", pa.int64()),
-        ("ids", pa.list_(_ID)),
-        ("canonical_ids", pa.list_(_ID)),
-    ]
-)
+#: The Arrow tables a graph is kept as (`transforms.identity.graph_tables`).
+GRAPH_TABLES = ("graph", "groups")
 
 
 @dataclass(frozen=True)
@@ -48,7 +38,8 @@ class LinkMark:
 @dataclass
 class CachedIdentities:
     links: pd.DataFrame
-    graph: IdentityGraph
+    #: The resolved graph as Arrow tables (`graph`, `groups`): the cache does not read them.
+    graph: dict[str, pa.Table]
     marks: dict[str, LinkMark]
 
 
@@ -68,9 +59,7 @@ class IdentityCache:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             if meta.get("format") != FORMAT or meta.get("source") != self.source:
                 return None
-            tables = {
-                name: self._read(name, meta["token"]) for name in ("links", "graph", "groups")
-            }
+            tables = {name: self._read(name, meta["token"]) for name in ("links", *GRAPH_TABLES)}
         except (OSError, ValueError, KeyError, pa.ArrowException) as error:
             log.warning(
                 "identity cache in %s unreadable (%s): resolving again", self.directory, error
@@ -82,9 +71,8 @@ class IdentityCache:
             kind: LinkMark(datetime.fromisoformat(mark["until"]), int(mark["rows"]))
             for kind, mark in meta["marks"].items()
         }
-        return CachedIdentities(
-            arrow_to_frame(tables["links"]), _graph(tables["graph"], tables["groups"]), marks
-        )
+        graph = {name: tables[name] for name in GRAPH_TABLES}
+        return CachedIdentities(arrow_to_frame(tables["links"]), graph, marks)
 
     def save(self, cached: CachedIdentities) -> None:
         """Replace the cache: each file is written aside and renamed, meta.json last (it
@@ -93,8 +81,8 @@ class IdentityCache:
         token = uuid.uuid4().hex
         links = pa.Table.from_pandas(cached.links, preserve_index=False)
         self._write("links", links, token)
-        self._write("graph", _graph_table(cached.graph), token)
-        self._write("groups", _groups_table(cached.graph), token)
+        for name in GRAPH_TABLES:
+            self._write(name, cached.graph[name], token)
         meta = {
             "format": FORMAT,
             "source": self.source,
@@ -134,55 +122,3 @@ def _replace(path: Path, data: bytes) -> None:
     aside = _aside(path)
     aside.write_bytes(data)
     os.replace(aside, path)
-
-
-def _graph_table(graph: IdentityGraph) -> pa.Table:
-    return pa.table(
-        {
-            "id": graph.ids,
-            "canonical": graph.roots,
-            "component": pa.array(graph.labels),
-            "attached": pa.array(graph.attached_mask),
-        }
-    )
-
-
-def _groups_table(graph: IdentityGraph) -> pa.Table:
-    parts = []
-    for report, frame in (("conflict", graph.conflicts), ("cycle", graph.cycles)):
-        parts.append(
-            pa.table(
-                {
-                    "report": pa.array([report] * len(frame), pa.string()),
-                    "component": pa.array(frame["component"].to_numpy(dtype="int64")),
-                    "ids": pa.array(frame["ids"].tolist(), pa.list_(_ID)),
-                    "canonical_ids": pa.array(frame["canonical_ids"].tolist(), pa.list_(_ID)),
-                },
-                schema=_GROUP_SCHEMA,
-            )
-        )
-    return pa.concat_tables(parts)
-
-
-def _graph(table: pa.Table, groups: pa.Table) -> IdentityGraph:
-    def column(name: str) -> pa.Array:
-        return table.column(name).combine_chunks()
-
-    def reported(kind: str) -> pd.DataFrame:
-        part = groups.filter(pc.equal(groups.column("report"), kind))
-        return pd.DataFrame(
-            {
-                "component": pd.Series(part.column("component").to_numpy(), dtype="int64"),
-                "ids": pd.Series(part.column("ids").to_pylist(), dtype=object),
-                "canonical_ids": pd.Series(part.column("canonical_ids").to_pylist(), dtype=object),
-            }
-        )
-
-    return IdentityGraph(
-        ids=column("id"),
-        roots=column("canonical"),
-        conflicts=reported("conflict"),
-        cycles=reported("cycle"),
-        attached_mask=np.asarray(column("attached").to_numpy(zero_copy_only=False), dtype=bool),
-        labels=np.asarray(column("component").to_numpy(), dtype=np.int64),
-    )

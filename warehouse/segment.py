@@ -16,8 +16,6 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from connect_sync.transforms.columns import is_custom_column
-from connect_sync.transforms.messages import drop_repeated
 from connect_sync.warehouse.engine import describe, release_file_database, release_unused_memory
 from connect_sync.warehouse.errors import WarehouseError
 from connect_sync.warehouse.frames import iter_frames, read_frame
@@ -26,26 +24,32 @@ from sqlalchemy.engine import Engine
 
 from connect_sync import sql
 
-REQUIRED_TABLES = ("identifies", "aliases", "tracks")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
 ID_CHUNK = 10_000
 
-#: Segment's own identify columns the users stream reads; every trait column comes too.
-IDENTIFY_COLUMNS = ("id", "anonymous_id", "user_id", "timestamp", "received_at", "uuid_ts")
-#: The context columns the identify payload reads (timezone, device tokens and platform).
-IDENTIFY_CONTEXT_COLUMNS = (
-    "context_timezone",
-    "context_device_type",
-    "context_device_token",
-    "context_library_name",
+
+@dataclass(frozen=True)
+class LinkSource:
+    """A table whose calls link two ids of one person (mapping.md, Identity)."""
+
+    kind: str
+    table: str
+    from_column: str
+    to_column: str = "user_id"
+
+
+#: Every source of identity links, in one place: the link statements run once per source.
+LINK_SOURCES = (
+    LinkSource("alias", "aliases", "previous_id"),
+    LinkSource("identify", "identifies", "anonymous_id"),
+    LinkSource("track", "tracks", "anonymous_id"),
 )
-
 #: The table behind each kind of identity link.
-LINK_TABLES = {"alias": "aliases", "identify": "identifies", "track": "tracks"}
-
-
-_LINK_IDENTIFIERS = {table: table for table in LINK_TABLES.values()}
+LINK_TABLES = {s.kind: s.table for s in LINK_SOURCES}
+LINK_COLUMNS = ["from_id", "to_id", "kind", "ts", "loaded"]
+#: The placeholders of the statements that name the table they read.
+_TABLE_PLACEHOLDERS = frozenset({"table", "identifies", "aliases", "tracks"})
 
 
 @dataclass(frozen=True)
@@ -113,22 +117,23 @@ class SegmentSource:
             self._columns = columns
         return list(self._columns.get(table, []))
 
-    def check(self) -> None:
-        """Fail with a message naming what is missing before any work starts: the schema,
-        a required table, or the permission to read one."""
-        missing = [t for t in REQUIRED_TABLES if t not in self.tables()]
-        if missing:
-            raise WarehouseError(
-                f"schema {self.schema!r} has no table {', '.join(missing)} "
-                "(is this a Segment source schema?)"
-            )
+    def check(self, tables: Sequence[str] = ()) -> None:
+        """Fail with a message naming what is wrong before any work starts: the schema is
+        missing, or one of `tables` that exists cannot be read by this role. A table that
+        does not exist is not an error: Segment creates a table only once that kind of call
+        has arrived, and a stream without its table has nothing to do."""
+        present = [t for t in tables if t in self.tables()]
         with self._errors("connect to"), self.engine.connect() as conn:
-            for table in REQUIRED_TABLES:
+            for table in present:
                 clause = sql.render(
                     "probe_table", self.engine.dialect, schema=self.schema, table=table
                 )
                 with self._errors("read", table):
                     conn.execute(clause).all()
+
+    def has(self, table: str) -> bool:
+        """Whether the schema holds `table` (Segment creates it on the first such call)."""
+        return table in self.tables()
 
     # -- reading --------------------------------------------------------------------------
 
@@ -172,25 +177,44 @@ class SegmentSource:
             yield from iter_frames(conn, clause, params, self.chunk_size, native=self.native)
         release_file_database(self.engine)
 
+    def _link_sources(self) -> list[LinkSource]:
+        return [s for s in LINK_SOURCES if self.has(s.table)]
+
+    def _per_link_source(self, name: str, params_of: Any) -> pd.DataFrame:
+        """`sql/NAME.sql` run for each link source that exists, its rows tagged with the
+        source's kind, one frame."""
+        frames = []
+        for source in self._link_sources():
+            frame = self._read(
+                name,
+                params_of(source.kind),
+                table=source.table,
+                from_column=source.from_column,
+                to_column=source.to_column,
+            )
+            frames.append(frame.assign(kind=source.kind))
+        if not frames:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in LINK_COLUMNS})
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
     def identity_links(self) -> pd.DataFrame:
         """Distinct (from_id, to_id, kind, ts, loaded) links of the whole schema."""
-        return self._read(
-            "identity_links", aliases="aliases", identifies="identifies", tracks="tracks"
-        )
+        return self._per_link_source("identity_links", lambda kind: {})[LINK_COLUMNS]
 
     def identity_links_loaded(
         self, since: dict[str, datetime], until: dict[str, datetime]
     ) -> pd.DataFrame:
         """The links of rows loaded in (since, until] of each link kind's table."""
-        params = {f"{k}_since": since[k] for k in LINK_TABLES}
-        params |= {f"{k}_until": until[k] for k in LINK_TABLES}
-        return self._read("identity_links_loaded", params, **_LINK_IDENTIFIERS)
+        frame = self._per_link_source(
+            "identity_links_loaded", lambda kind: {"since": since[kind], "until": until[kind]}
+        )
+        return frame[LINK_COLUMNS]
 
     def identity_link_stats(self, until: dict[str, datetime]) -> pd.DataFrame:
-        """Per link kind: `rows_until` (loaded up to until[kind]), `rows_loaded`,
-        `rows_all` and `loaded_max` of the link rows of its table."""
-        params = {f"{k}_until": until[k] for k in LINK_TABLES}
-        return self._read("identity_link_stats", params, **_LINK_IDENTIFIERS)
+        """Per link kind whose table exists: `rows_until` (loaded up to until[kind]),
+        `rows_loaded`, `rows_all` and `loaded_max` of the link rows of its table."""
+        frame = self._per_link_source("identity_link_stats", lambda kind: {"until": until[kind]})
+        return frame[["kind", "rows_until", "rows_loaded", "rows_all", "loaded_max"]]
 
     def aliases(self, window: Window) -> pd.DataFrame:
         return self._read("aliases_window", window.params, aliases="aliases", window=window.column)
@@ -201,15 +225,13 @@ class SegmentSource:
         )
         return frame["id"]
 
-    def identify_columns(self) -> list[str]:
-        """The identify columns the users stream reads: ids, order, context, every trait."""
-        wanted = set(IDENTIFY_COLUMNS) | set(IDENTIFY_CONTEXT_COLUMNS)
-        return [c for c in self.columns("identifies") if c in wanted or is_custom_column(c)]
-
-    def identifies(self, ids: Sequence[str] | None = None) -> pd.DataFrame:
-        """All identify rows, or those of the given user or anonymous ids (needed columns),
-        as one frame of whole Arrow columns."""
-        columns = self.identify_columns()
+    def identifies(
+        self, ids: Sequence[str] | None = None, columns: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """All identify rows, or those of the given user or anonymous ids, in `columns`
+        (default: every column), as one frame of whole Arrow columns. Reading by ids, a row
+        of two of the ids may come back twice: the caller keeps one per message id."""
+        columns = list(columns or self.columns("identifies"))
         if ids is None:
             return self._read("identifies_all", identifies="identifies", columns=columns)
         frames = [
@@ -217,12 +239,13 @@ class SegmentSource:
             for p in self._id_params(ids)
         ]
         frames = [f for f in frames if len(f)] or frames[:1]
-        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        return drop_repeated(frame, keep="last")
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
-    def iter_identifies(self, ids: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+    def iter_identifies(
+        self, ids: Sequence[str] | None = None, columns: Sequence[str] | None = None
+    ) -> Iterator[pd.DataFrame]:
         """Identify rows in frames of at most `chunk_size` rows (bounded memory)."""
-        columns = self.identify_columns()
+        columns = list(columns or self.columns("identifies"))
         if ids is None:
             yield from self._iter("identifies_all", identifies="identifies", columns=columns)
             return
@@ -251,8 +274,10 @@ class SegmentSource:
         """Track rows of the window, oldest first, in frames of at most `chunk_size` rows."""
         yield from self._iter("tracks_window", window.params, tracks="tracks", window=window.column)
 
-    def event_properties(self, event_table: str, window: Window) -> pd.DataFrame | None:
-        """The event's own table for the window: `id` and its property columns (columns
+    def event_properties(
+        self, event_table: str, window: Window, columns: Sequence[str]
+    ) -> pd.DataFrame | None:
+        """The event's own table for the window: `id` and those of `columns` it has (columns
         the table gained later included); None when the table does not exist (yet).
 
         Duplicate rows of one message id (BigQuery keeps them) are all returned; the
@@ -260,7 +285,8 @@ class SegmentSource:
         """
         if event_table not in self.tables():
             return None
-        columns = ["id", *(c for c in self.columns(event_table) if is_custom_column(c))]
+        wanted = set(columns)
+        columns = ["id", *(c for c in self.columns(event_table) if c in wanted and c != "id")]
         return self._read(
             "event_properties",
             window.params,
@@ -306,7 +332,7 @@ class SegmentSource:
 
 def _single_table(identifiers: dict[str, Any]) -> str | None:
     """The table a statement reads, when it reads one."""
-    tables = [v for k, v in identifiers.items() if k in REQUIRED_TABLES or k == "table"]
+    tables = [v for k, v in identifiers.items() if k in _TABLE_PLACEHOLDERS]
     return tables[0] if len(tables) == 1 else None
 
 

@@ -80,7 +80,9 @@ def test_a_400_batch_is_bisected_99_delivered_and_the_bad_item_recorded(
     items[57] = track(57, timestamp="yesterday")
 
     chunk = ItemChunk([key for key, _ in items], [payload for _, payload in items])
-    stats = job._send("events", "track", [chunk], job._ack_delivered("event"))
+    assert job.context is not None and job.books is not None
+    send = job.context.send
+    stats = send("events", "track", [chunk], job.books.delivered("event"), by_message_id=True)
     job.finish()
 
     assert stats.sent == 99 and len(stats.rejected) == 1 and not stats.failed

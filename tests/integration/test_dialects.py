@@ -41,24 +41,18 @@ def _statements(source: SegmentSource) -> dict[str, tuple[sa.TextClause, dict]]:
     w = WINDOW.params
     # DuckDB's own statement takes the ids as one list parameter (see iter_identifies)
     ids = {"id_list" if source.engine.dialect.name == "duckdb" else "ids": ["a", "b"]}
-    tables = {"aliases": "aliases", "identifies": "identifies", "tracks": "tracks"}
-    link_stats = {f"{kind}_until": WINDOW.until for kind in ("alias", "identify", "track")}
-    links_loaded = link_stats | {
-        f"{kind}_since": WINDOW.since for kind in ("alias", "identify", "track")
-    }
+    # the link statements run once per link source: here the alias source
+    link = {"table": "aliases", "from_column": "previous_id", "to_column": "user_id"}
+    link_stats = {"until": WINDOW.until}
+    links_loaded = link_stats | {"since": WINDOW.since}
     return {
-        "identity_links": (
-            source.clause(
-                "identity_links", {}, aliases="aliases", identifies="identifies", tracks="tracks"
-            ),
-            {},
-        ),
+        "identity_links": (source.clause("identity_links", {}, **link), {}),
         "identity_links_loaded": (
-            source.clause("identity_links_loaded", links_loaded, **tables),
+            source.clause("identity_links_loaded", links_loaded, **link),
             links_loaded,
         ),
         "identity_link_stats": (
-            source.clause("identity_link_stats", link_stats, **tables),
+            source.clause("identity_link_stats", link_stats, **link),
             link_stats,
         ),
         "aliases_window": (

@@ -91,7 +91,8 @@ def test_cli_refuses_partitions_with_duckdb_state_in_one_line(tmp_path: Path) ->
 def test_shared_rate_limit_is_one_schedule_for_every_worker(
     postgres_url: str, pg_schema: str
 ) -> None:
-    from connect_sync.warehouse.ratelimit import SharedRateLimiter, ensure_table, limit_name
+    from connect_sync.flows.shared_rate import SharedRateLimiter
+    from connect_sync.warehouse.ratelimit import ensure_table, limit_name
 
     engine = sa.create_engine(postgres_url)
     ensure_table(engine, pg_schema)

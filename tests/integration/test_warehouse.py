@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from connect_sync.transforms.columns import custom_columns, identify_read_columns
 from connect_sync.transforms.events import property_objects
 from connect_sync.warehouse import frames as frames_module
 from connect_sync.warehouse import segment as segment_module
@@ -136,9 +137,9 @@ def test_source_reads_only_the_columns_the_users_stream_needs(warehouse) -> None
     url, schema = warehouse
     _write_identifies(url, schema)
     source = SegmentSource(_engine(url), schema, chunk_size=2)
-    source.check()
+    source.check(["identifies"])
 
-    frame = source.identifies()
+    frame = source.identifies(columns=identify_read_columns(source.columns("identifies")))
 
     assert len(frame) == 7
     assert "context_ip" not in frame.columns and "sent_at" not in frame.columns
@@ -184,8 +185,11 @@ def test_event_tables_missing_late_columns_windows_and_duplicates(warehouse) -> 
     source = SegmentSource(_engine(url), schema)
     everything = Window("uuid_ts")
 
-    assert source.event_properties("order_completed", everything) is None
-    frame = source.event_properties("signed_up", everything)
+    def properties(table: str, window: Window):
+        return source.event_properties(table, window, custom_columns(source.columns(table)))
+
+    assert properties("order_completed", everything) is None
+    frame = properties("signed_up", everything)
     assert frame is not None
     assert set(frame.columns) == {"id", "plan", "seats"}  # id and properties only
     assert sorted(frame["id"]) == ["m1", "m1", "m2"]
@@ -193,7 +197,7 @@ def test_event_tables_missing_late_columns_windows_and_duplicates(warehouse) -> 
     assert orjson.loads(props["m1"]) == {"plan": "pro"}
     assert orjson.loads(props["m2"]) == {"seats": 3}
 
-    early = source.event_properties("signed_up", Window("uuid_ts", T0, at(10)))
+    early = properties("signed_up", Window("uuid_ts", T0, at(10)))
     assert early is not None and set(early["id"]) == {"m1"}
 
 
@@ -217,18 +221,19 @@ def test_tracks_native_and_plain_sources_agree(warehouse) -> None:
 # -- errors ---------------------------------------------------------------------------------
 
 
-def test_missing_schema_and_tables_are_named(warehouse) -> None:
+def test_a_missing_schema_is_named_and_a_missing_table_is_not_an_error(warehouse) -> None:
     url, schema = warehouse
     _write_identifies(url, schema, 1)
     engine = _engine(url)
 
     with pytest.raises(WarehouseError, match="schema 'nowhere' not found"):
-        SegmentSource(engine, "nowhere").check()
+        SegmentSource(engine, "nowhere").check(["identifies"])
 
     with engine.begin() as conn:
         conn.execute(sa.text(f'DROP TABLE "{schema}"."aliases"'))
-    with pytest.raises(WarehouseError, match=f"schema '{schema}' has no table aliases"):
-        SegmentSource(engine, schema).check()
+    source = SegmentSource(engine, schema)
+    source.check(["identifies", "aliases", "pages"])  # Segment creates a table on first use
+    assert source.has("identifies") and not source.has("aliases")
 
 
 def test_unreachable_postgres_is_one_clear_error() -> None:
@@ -249,7 +254,7 @@ def test_missing_permission_names_the_table(postgres_url, pg_schema) -> None:
     engine = sa.create_engine(url)
     try:
         with pytest.raises(WarehouseError, match=rf"no permission to read {pg_schema}\.aliases"):
-            SegmentSource(engine, pg_schema).check()
+            SegmentSource(engine, pg_schema).check(["identifies", "aliases"])
         source = SegmentSource(engine, pg_schema)
         with pytest.raises(WarehouseError, match=rf"no permission to read {pg_schema}\.tracks"):
             source.tracks(Window())
@@ -262,9 +267,9 @@ def test_missing_permission_names_the_table(postgres_url, pg_schema) -> None:
         admin.dispose()
 
 
-def _sync_cli(env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
+def _sync_cli(env: dict[str, str], tmp_path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "connect_sync", "sync", "--dry-run"],
+        [sys.executable, "-m", "connect_sync", "sync", "--dry-run", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -278,7 +283,6 @@ def _sync_cli(env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
     [
         ("unreachable", "cannot reach the warehouse"),
         ("schema", "schema 'nowhere' not found"),
-        ("table", "has no table identifies"),
     ],
 )
 def test_cli_sync_exits_2_with_one_line(case, expected, postgres_url, pg_schema, tmp_path):
@@ -305,6 +309,30 @@ def test_cli_sync_exits_2_with_one_line(case, expected, postgres_url, pg_schema,
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert expected in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_source_without_identifies_or_aliases_still_syncs_its_events(
+    postgres_url, pg_schema, tmp_path
+) -> None:
+    """Segment creates a table on the first call of its kind: a source that never sent an
+    identify or an alias has no such table, and its events still sync."""
+    write_tables(postgres_url, pg_schema, {"tracks": [row(1, user_id="u1", event="signed_up")]})
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP TABLE "{pg_schema}".identifies'))
+        conn.execute(sa.text(f'DROP TABLE "{pg_schema}".aliases'))
+    engine.dispose()
+    env = {
+        "CONNECT_SYNC_WAREHOUSE_URL": postgres_url,
+        "CONNECT_SYNC_SOURCE_SCHEMA": pg_schema,
+        "CONNECT_SYNC_STATE_URL": f"duckdb:///{tmp_path / 'state.duckdb'}",
+    }
+
+    result = _sync_cli(env, tmp_path, "--output", str(tmp_path / "out.jsonl"))
+
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "out.jsonl").read_bytes().splitlines()
+    assert [orjson.loads(line)["endpoint"] for line in lines] == ["/v2/track"]
 
 
 def test_postgres_reads_fall_back_to_sqlalchemy_when_adbc_cannot_connect(

@@ -1,0 +1,343 @@
+"""One run of the job: set-up, each stream of the registry in order, the end.
+
+Nothing here knows a stream: `prepare` opens the edges (warehouse, state, journal, outbox),
+resolves the identity graph and loads the audience; `run_stage` runs one registered
+stream and settles its result through the books; `finish` writes the run's row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from connect_sync.connect.client import ClientConfig
+from connect_sync.connect.outbox import ApiOutbox, DryRunOutbox, Outbox
+from connect_sync.flows.books import Books
+from connect_sync.flows.context import ProgressCallback, RunContext
+from connect_sync.flows.identity import run_identities
+from connect_sync.flows.options import ConfigurationError, SyncOptions
+from connect_sync.flows.report import RunReport
+from connect_sync.flows.streams import BY_NAME, NAMES, stages_for
+from connect_sync.transforms.identity import IdentityGraph
+from connect_sync.warehouse.audience import load_audience
+from connect_sync.warehouse.engine import create_engine, describe, release_unused_memory
+from connect_sync.warehouse.identity_cache import IdentityCache
+from connect_sync.warehouse.journal import journal_directory
+from connect_sync.warehouse.segment import EPOCH, SegmentSource, Window
+from connect_sync.warehouse.state import StateStore
+
+from connect_sync.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SharedContext:
+    """What the coordinating job hands every partition (pickled): its run, the identity
+    graph resolved once, and what the aliases stage read, so partitions resolve alike."""
+
+    run_id: str
+    graph: IdentityGraph
+    links: pd.DataFrame
+    alias_ids: pd.DataFrame | None
+    cursors: dict[str, datetime]
+    audience: set[str] | None
+    #: The shared rate limit's key in the state store (None: no limit configured).
+    rate_limit_name: str | None = None
+
+
+class SyncJob:
+    """One run of the job. Call `prepare`, then `run_stage` per stream, then `finish`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: SyncOptions | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options or SyncOptions()
+        self.progress = progress
+        self.report = RunReport(
+            source_schema=settings.source_schema,
+            kind=self.options.kind,
+            dry_run=self.options.dry_run,
+        )
+        self._started = time.monotonic()
+        self.context: RunContext | None = None
+        self.books: Books | None = None
+        self.rate_limit_name: str | None = None
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def prepare(self, shared: SharedContext | None = None) -> None:
+        """Connect, check, migrate, resolve identities; a partition takes the coordinating
+        job's run, identity graph and cursors from `shared` instead."""
+        settings, options = self.settings, self.options
+        check_options(settings, options)
+        if options.partition is not None and shared is None:
+            raise ConfigurationError(f"partition {options.partition} runs from a coordinating job")
+        self.warehouse = create_engine(settings.warehouse_url)
+        state_engine = (
+            self.warehouse
+            if settings.effective_state_url == settings.warehouse_url
+            else create_engine(settings.effective_state_url, create_dirs=True)
+        )
+        source = SegmentSource(self.warehouse, settings.source_schema, settings.chunk_size)
+        source.check([BY_NAME[s.name].table for s in stages_for(options.streams)])
+        self.state = StateStore(state_engine, settings.state_schema, settings.source_schema)
+        self.books = Books(
+            self.state, self.report, dry_run=options.dry_run, moves_cursors=not options.subset
+        )
+        if shared is not None:
+            self._join(source, shared)
+            return
+        self.state.migrate()
+        if not options.dry_run:
+            self.books.open_journal(self._journal_directory(), merge_partitions=True)
+        self.report.run_id = self.books.start_run(options.kind)
+        cursors = {} if options.full_refresh else self.state.cursors()
+        if options.partitions > 1 and settings.rate_limit and not options.dry_run:
+            from connect_sync.warehouse.ratelimit import ensure_table, limit_name
+
+            ensure_table(self.state.engine, settings.state_schema)
+            self.rate_limit_name = limit_name(settings.api_url, settings.api_key_value() or "")
+        outbox = self._open_outbox()
+        links, graph = self._resolve_identities(source)
+        self.context = RunContext(
+            settings, options, self.report, source, self.state, self.books, outbox, graph,
+            links, cursors, progress=self.progress,
+        )  # fmt: skip
+        self.context.audience = self._load_audience(graph)
+        self.context.link_readers = {s.name for s in stages_for(options.streams) if s.reads_links}
+
+    def _join(self, source: SegmentSource, shared: SharedContext) -> None:
+        """A partition's set-up: the coordinating job's run, graph, cursors and audience."""
+        assert self.books is not None
+        self.report.run_id = shared.run_id
+        self.rate_limit_name = shared.rate_limit_name
+        directory = self._journal_directory() / f"partition-{self.options.partition}"
+        self.books.open_journal(directory, merge_partitions=False)  # one folder each
+        self.context = RunContext(
+            self.settings, self.options, self.report, source, self.state, self.books,
+            self._open_outbox(), shared.graph, shared.links, dict(shared.cursors),
+            audience=shared.audience, progress=self.progress, alias_rows=shared.alias_ids,
+        )  # fmt: skip
+        self.context.link_readers = {
+            s.name for s in stages_for(self.options.streams) if s.reads_links and s.partitioned
+        }
+
+    def shared_context(self) -> SharedContext:
+        """What partitions need from this (coordinating) job, after its aliases stage."""
+        context = self.context
+        assert context is not None and context.links is not None
+        alias_ids = None
+        if context.alias_rows is not None:
+            alias_ids = context.alias_rows[["previous_id", "user_id"]].copy()
+        return SharedContext(
+            run_id=self.report.run_id,
+            graph=context.graph,
+            links=context.links,
+            alias_ids=alias_ids,
+            cursors=dict(context.cursors),
+            audience=context.audience,
+            rate_limit_name=self.rate_limit_name,
+        )
+
+    def _open_outbox(self) -> Outbox:
+        if self.options.dry_run:
+            return DryRunOutbox(self.options.output)
+        outbox = ApiOutbox(client_config(self.settings))
+        if self.rate_limit_name and self.settings.rate_limit:
+            from connect_sync.flows.shared_rate import SharedRateLimiter
+
+            outbox.client.limiter = SharedRateLimiter(
+                self.settings.rate_limit,
+                self.state.engine,
+                self.settings.state_schema,
+                self.rate_limit_name,
+            )
+        return outbox
+
+    def _load_audience(self, graph: IdentityGraph) -> set[str] | None:
+        """The canonical ids of the audience's users, or None when the run has no audience.
+
+        The query's `:start`/`:end` are the backfill window, else all time until now."""
+        if not self.options.audience:
+            return None
+        window = self.options.backfill or Window("received_at", EPOCH, datetime.now(UTC))
+        user_ids = load_audience(
+            self.warehouse,
+            self.options.audience,
+            self.settings.source_schema,
+            window.since,
+            window.until,
+        )
+        canonical = graph.resolve(pd.Series(sorted(user_ids), dtype=object))
+        log.info("audience %s: %s users", self.options.audience, len(user_ids))
+        return set(canonical.astype(str))
+
+    def _resolve_identities(self, source: SegmentSource) -> tuple[pd.DataFrame, IdentityGraph]:
+        """The identity graph of the whole schema, once per run: cached between runs and
+        brought up to date with the links loaded since (flows.identity); transforms.identity
+        says how conflicts and cycles are settled. Problems are reported, never raised."""
+        s = self.settings
+        cache = IdentityCache(
+            self._journal_directory() / "identity",
+            f"{describe(s.warehouse_url)}|{s.source_schema}",
+        )
+        identities = run_identities(source, cache, refresh=self.options.full_refresh)
+        graph, report = identities.graph, self.report
+        report.identity_graph = identities.how
+        report.identity_links_read = identities.links_read
+        report.identity_conflicts = len(graph.conflicts)
+        report.identity_cycles = len(graph.cycles)
+        report.identity_examples = graph.examples()
+        release_unused_memory()  # what reading and resolving the links used
+        if report.identity_examples:
+            log.warning(
+                "identity: %s groups with competing user ids, %s alias cycles; e.g. %s",
+                len(graph.conflicts),
+                len(graph.cycles),
+                "; ".join(report.identity_examples[:3]),
+            )
+        return identities.links, graph
+
+    def _journal_directory(self) -> Path:
+        """This state store's local folder: the ack journal, and the identity cache."""
+        s = self.settings
+        return journal_directory(
+            s.effective_state_url, s.state_schema, s.source_schema, s.journal_dir
+        )
+
+    # -- the streams ----------------------------------------------------------------------
+
+    def run_stage(self, name: str) -> None:
+        """Run one registered stream and settle its result (a stream whose table the source
+        does not have has nothing to do, and moves no cursor)."""
+        context, books = self.context, self.books
+        assert context is not None and books is not None
+        stream = BY_NAME[name]
+        if not stream.available(context.source):
+            self.report.streams_absent.append(name)
+            books.settled[name] = None
+            context.done_with_links(name)
+            log.info("%s: the schema has no table %s; nothing to do", name, stream.table)
+            return
+        result = stream.run(context)
+        books.settle(name, stream.cursor_table, result.newest, result.stats)
+        release_unused_memory()
+
+    @property
+    def settled(self) -> dict[str, datetime | None]:
+        assert self.books is not None
+        return self.books.settled
+
+    # -- the end --------------------------------------------------------------------------
+
+    def finish(self, error: BaseException | None = None) -> RunReport:
+        report = self.report
+        report.duration_s = round(time.monotonic() - self._started, 3)
+        if error is not None:
+            report.status = "failed"
+            report.error = str(error)
+        else:
+            report.status = "failed" if report.streams_failed else "succeeded"
+        if self.context is not None:
+            self.context.outbox.close()
+        if self.books is not None:
+            self.books.finish_run()
+        log.info(
+            "run %s %s in %.1f s: %s; %s requests, %s retries, %s rate-limited, "
+            "%s rejected, %s undelivered",
+            report.run_id,
+            report.status,
+            report.duration_s,
+            ", ".join(f"{n} {c.sent} sent" for n, c in report.streams.items()),
+            report.requests,
+            report.retries,
+            report.rate_limited,
+            report.rejected,
+            report.undelivered,
+        )
+        self._release()
+        return report
+
+    def close_partition(self) -> None:
+        """A partition's end: close the outbox, merge its journal, free its engines."""
+        self.report.duration_s = round(time.monotonic() - self._started, 3)
+        try:
+            if self.context is not None:
+                self.context.outbox.close()
+            if self.books is not None:
+                self.books.close_journal()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Close pooled database connections (a DuckDB file is free for other processes
+        once the run is over); the engines reconnect if used again."""
+        for name in ("warehouse", "state"):
+            owner = getattr(self, name, None)
+            engine = getattr(owner, "engine", owner)
+            if engine is not None and hasattr(engine, "dispose"):
+                engine.dispose()
+
+
+def check_options(settings: Settings, options: SyncOptions) -> None:
+    """Refuse what the run cannot do, with a one-line reason (exit 2), before any work."""
+    unknown = set(options.streams or ()) - set(NAMES)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown stream {', '.join(sorted(unknown))}: choose from {', '.join(NAMES)}"
+        )
+    if not options.dry_run and not settings.api_key_value():
+        raise ConfigurationError(
+            "CONNECT_API_KEY is not set: give the private key of the Connect environment "
+            "(or use --dry-run)"
+        )
+    check_partitioning(settings, options)
+
+
+def check_partitioning(settings: Settings, options: SyncOptions) -> None:
+    """Refuse what a partitioned run cannot do, with a one-line reason (exit 2)."""
+    o = options
+    if o.partitions < 1:
+        raise ConfigurationError("--partitions must be at least 1")
+    if o.partition is not None and not 0 <= o.partition < o.partitions:
+        raise ConfigurationError(f"no partition {o.partition} of {o.partitions}")
+    if o.partitions == 1:
+        return
+    if o.dry_run:
+        raise ConfigurationError("--dry-run writes one file: run it without --partitions")
+    if _backend(settings.effective_state_url) != "postgresql":
+        raise ConfigurationError(
+            "--partitions > 1 needs a PostgreSQL state store (CONNECT_SYNC_STATE_URL): "
+            "DuckDB allows one writer at a time"
+        )
+
+
+def _backend(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).get_backend_name()
+    except Exception:  # create_engine says what is wrong with it
+        return None
+
+
+def client_config(settings: Settings) -> ClientConfig:
+    """The delivery client's configuration from the job's settings."""
+    return ClientConfig(
+        base_url=settings.api_url,
+        api_key=settings.api_key_value() or "",
+        concurrency=settings.concurrency,
+        rate_limit=settings.rate_limit,
+        max_retries=settings.max_retries,
+        timeout_s=settings.request_timeout_s,
+        batch_size=settings.batch_size,
+    )
