@@ -4,6 +4,8 @@ stream with nothing to do."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -195,3 +197,48 @@ def test_read_groups_become_group_identifies(warehouse) -> None:
         b'"group_id":"g1","user_id":"u1"}',
         b'{"group_attributes":{"employees":7,"name":"Beta"},"group_id":"g2","user_id":"u1"}',
     ]
+
+
+DIALECTS = {
+    "duckdb": ("duckdb_engine", "duckdb://"),
+    "postgresql": ("psycopg", "postgresql+psycopg://"),
+    "redshift": ("sqlalchemy_redshift", "redshift+psycopg2://"),
+    "snowflake": ("snowflake.sqlalchemy", "snowflake://"),
+    "bigquery": ("sqlalchemy_bigquery", "bigquery://"),
+}
+
+
+@pytest.mark.parametrize("name", list(DIALECTS))
+def test_the_call_table_statements_compile_for_every_dialect(name: str) -> None:
+    module, url = DIALECTS[name]
+    pytest.importorskip(module)
+    cls = sa.engine.make_url(url).get_dialect()
+    dialect = cls(dbapi=cls.import_dbapi())
+    source = SegmentSource(SimpleNamespace(dialect=dialect), "web_prod")  # type: ignore[arg-type]
+    columns = ["id", "user_id", "anonymous_id", "timestamp", "name", "group_id", "select"]
+    ids = {"id_list" if name == "duckdb" else "ids": ["a", "b"]}
+    statements = [
+        (
+            source.clause(
+                "calls_window", EVERYTHING.params, table="pages", window="uuid_ts", columns=columns
+            ),
+            EVERYTHING.params,
+        ),
+        (
+            source.clause(
+                "touched_ids", EVERYTHING.params, identifies="screens", window="received_at"
+            ),
+            EVERYTHING.params,
+        ),
+        (source.clause("identifies_for_ids", ids, identifies="groups", columns=columns), ids),
+    ]
+    quote = dialect.identifier_preparer.quote
+    for clause, params in statements:
+        compiled = str(
+            clause.bindparams(**params).compile(
+                dialect=dialect, compile_kwargs={"render_postcompile": True}
+            )
+        )
+        assert "{" not in compiled and ":since" not in compiled and ":ids" not in compiled
+        assert any(quote(t) in compiled for t in ("pages", "screens", "groups")), compiled
+        assert quote("web_prod") in compiled
