@@ -15,6 +15,7 @@ from connect_sync.transforms.groups import group_payloads
 from connect_sync.transforms.messages import drop_repeated
 from connect_sync.transforms.pages import page_payloads
 from connect_sync.transforms.traits import chronological
+from connect_sync.warehouse import demo
 from connect_sync.warehouse import segment as segment_module
 from connect_sync.warehouse.segment import SegmentSource, Window
 
@@ -242,3 +243,85 @@ def test_the_call_table_statements_compile_for_every_dialect(name: str) -> None:
         assert "{" not in compiled and ":since" not in compiled and ":ids" not in compiled
         assert any(quote(t) in compiled for t in ("pages", "screens", "groups")), compiled
         assert quote("web_prod") in compiled
+
+
+# -- the demo warehouse's call tables --------------------------------------------------------
+
+#: (rows, first id, last id) of the demo's original tables at 2000 users, seed 7, as built
+#: before the call tables existed: adding tables must not change them.
+DEMO_2000 = {
+    "identifies": (4055, "idf-2b123d79c3ba9bad", "idf-082e2bcfb040bfd0"),
+    "aliases": (521, "als-0c9918a478a9d0f6", "als-291cd0362eb1ab0b"),
+    "tracks": (5020, "trk-22a5f0f984b70b4f", "trk-28306d033457bc81"),
+    "signed_up": (1216, "trk-3cb8267980d0b130", "trk-2e694989be810823"),
+    "product_viewed": (1258, "trk-0b9b5865176f3fd7", "trk-0ffa30ac2852c5e6"),
+    "order_completed": (1276, "trk-1914b79a1ae61343", "trk-33e510448b57e715"),
+    "subscription_started": (1269, "trk-22a5f0f984b70b4f", "trk-28306d033457bc81"),
+}
+
+
+def test_the_demo_keeps_its_tables_and_builds_the_call_tables_from_their_own_stream(
+    monkeypatch,
+) -> None:
+    frames = demo.build_frames(2000, seed=7)
+    assert list(frames) == [*DEMO_2000, *demo.CALL_TABLES]
+    for table, (rows, first, last) in DEMO_2000.items():
+        assert (len(frames[table]), frames[table]["id"].iloc[0], frames[table]["id"].iloc[-1]) == (
+            rows,
+            first,
+            last,
+        ), table
+    monkeypatch.setattr(demo, "CALLS_STREAM", 999)
+    other = demo.build_frames(2000, seed=7)
+    for table in DEMO_2000:
+        pd.testing.assert_frame_equal(other[table], frames[table])
+    assert not other["pages"]["id"].equals(frames["pages"]["id"])
+
+
+def test_the_demo_call_tables_are_segment_shaped_and_messy(tmp_path) -> None:
+    path = tmp_path / "demo.duckdb"
+    counts = demo.build_demo_warehouse(path, users=600, seed=7)
+    source = SegmentSource(sa.create_engine(f"duckdb:///{path}"), "segment")
+    pages = source.calls("pages", EVERYTHING)
+    screens = source.calls("screens", EVERYTHING)
+    groups = source.calls("groups", EVERYTHING)
+    identifies = source.identifies()
+    assert pages is not None and screens is not None and groups is not None
+    assert (counts.pages, counts.screens, counts.groups) == (len(pages), len(screens), len(groups))
+    message = {"id", "anonymous_id", "user_id", "received_at", "sent_at", "timestamp", "uuid_ts"}
+    for frame in (pages, screens, groups):
+        assert message <= set(frame.columns)
+        assert any(c.startswith("context_") for c in frame.columns)
+        assert frame["id"].duplicated().any()  # re-delivered messages
+    assert {"name", "path", "url", "title", "referrer", "search", "category"} <= set(pages.columns)
+    for frame in (pages, screens):
+        assert frame["name"].isna().any() and (frame["name"] == "").any()
+    assert (pages["name"] == "Pricing").any()
+    assert screens["load_ms"].dtype == pd.ArrowDtype(pa.int64())
+
+    # anonymous views before sign-up, by anonymous ids the identify calls link to a user
+    linked = set(identifies.loc[identifies["user_id"].notna(), "anonymous_id"])
+    anonymous = pages[pages["user_id"].isna() & pages["anonymous_id"].isin(linked)]
+    signed_in = pages[pages["user_id"].notna()]
+    assert len(anonymous) and anonymous["anonymous_id"].isin(signed_in["anonymous_id"]).any()
+    known = set(identifies["anonymous_id"])
+    assert set(pages["anonymous_id"]) <= known and set(screens["anonymous_id"]) <= known
+    # the same (user id, anonymous id) pairs as the tracks of the same people
+    tracks = source.tracks(EVERYTHING).dropna(subset=["user_id", "anonymous_id"])
+    pairs = set(zip(tracks["user_id"], tracks["anonymous_id"], strict=True))
+    anon_of = dict(pairs)
+    seen = [
+        (u, a)
+        for u, a in zip(signed_in["user_id"], signed_in["anonymous_id"], strict=True)
+        if u in anon_of
+    ]
+    assert len(seen) > len(signed_in) // 2 and all(pair in pairs for pair in seen)
+
+    # groups: typed traits, a user in two groups, traits that change, calls without a group
+    assert groups["employees"].dtype == pd.ArrowDtype(pa.int64())
+    members = groups.dropna(subset=["user_id", "group_id"])
+    assert (members.groupby("user_id")["group_id"].nunique() > 1).any()
+    plans = members.dropna(subset=["plan"]).groupby(["user_id", "group_id"])["plan"].nunique()
+    assert (plans > 1).any()
+    assert groups["group_id"].isna().any() and (groups["group_id"] == "").any()
+    assert {"name", "industry", "plan"} <= set(groups.columns)
