@@ -46,6 +46,23 @@ def row(
     }
 
 
+def page_row(minutes: float = 0, *, name: str | None = None, **values: Any) -> dict[str, Any]:
+    """One `pages` (or `screens`) row: Segment's message and context columns, `name`, and
+    the given properties (`path`, `url`, `title`, ...)."""
+    return row(
+        minutes,
+        name=name,
+        context_ip="10.0.0.1",
+        context_library_name="analytics.js",
+        **values,
+    )
+
+
+def group_row(minutes: float = 0, *, group_id: str | None = "g1", **traits: Any) -> dict[str, Any]:
+    """One `groups` row: Segment's message and context columns, `group_id`, the traits."""
+    return row(minutes, group_id=group_id, context_ip="10.0.0.1", **traits)
+
+
 def write_tables(url: str, schema: str, tables: dict[str, list[dict[str, Any]]]) -> None:
     """Append rows to tables, creating them (Segment-typed) when missing.
 

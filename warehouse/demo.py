@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,31 @@ EVENTS = [
 ]
 LONG_EVENT_NAME = "Checkout Step Viewed " + "with a name far too long for Connect " * 6
 
+#: The page and screen calls' tables and the group calls' table, built after the others
+#: from their own random stream (`CALLS_STREAM`), so those stay the same for a seed.
+CALL_TABLES = ("pages", "screens", "groups")
+CALLS_STREAM = 101
+#: (name, path, category) of the site's pages
+PAGES = [
+    ("Home", "/", None),
+    ("Pricing", "/pricing", "marketing"),
+    ("Docs", "/docs", "docs"),
+    ("Blog", "/blog", "content"),
+    ("Sign Up", "/signup", "marketing"),
+]
+SCREENS = np.array(["Home", "Product", "Cart", "Checkout", "Settings"], dtype=object)
+REFERRERS = np.array(
+    ["https://www.google.com/", "https://news.ycombinator.com/", "", None], dtype=object
+)
+INDUSTRIES = np.array(["Retail", "Media", "Finance", "Healthcare", "Software"], dtype=object)
+USER_AGENTS = np.array(
+    [
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/126.0 Safari/537.36",
+    ],
+    dtype=object,
+)
+
 
 @dataclass(frozen=True)
 class DemoCounts:
@@ -88,6 +115,9 @@ class DemoCounts:
     identifies: int
     aliases: int
     tracks: int
+    pages: int = 0
+    screens: int = 0
+    groups: int = 0
 
 
 def _hex_vectorized(prefix: str, values: np.ndarray) -> np.ndarray:
@@ -119,7 +149,8 @@ def _times(seconds: np.ndarray) -> pd.Series:
 
 
 def build_frames(users: int, seed: int = 7) -> dict[str, pd.DataFrame]:
-    """The demo tables as DataFrames: identifies, aliases, tracks and one per event."""
+    """The demo tables as DataFrames: identifies, aliases, tracks, one per event, then
+    pages, screens and groups."""
     rng = np.random.default_rng(seed)
     n = users
     person = np.arange(n)
@@ -138,6 +169,11 @@ def build_frames(users: int, seed: int = 7) -> dict[str, pd.DataFrame]:
     aliases = _aliases(rng, signed, user_ids, anon, start)
     tracks, event_tables = _tracks(rng, n, signed, user_ids, anon, start, platform)
     frames = {"identifies": identifies, "aliases": aliases, "tracks": tracks, **event_tables}
+    # Never a draw from `rng` from here on: the tables above stay as they were for a seed.
+    calls = np.random.default_rng([seed, CALLS_STREAM])
+    frames["pages"] = _pages(calls, signed, user_ids, anon, start)
+    frames["screens"] = _screens(calls, signed, user_ids, anon, start, platform)
+    frames["groups"] = _groups(calls, signed, user_ids, anon, start)
     return frames
 
 
@@ -314,6 +350,131 @@ def _event_properties(rng, table: str, k: int) -> pd.DataFrame:
     return pd.DataFrame({"plan": _pick(rng, PLANS, k), "trial": trial})
 
 
+def _coded(values: Sequence[object], codes: np.ndarray, missing: np.ndarray | None = None):
+    """`values[codes]` as an Arrow text column (null where `missing` or the value is None),
+    decoded from a dictionary: no Python string per row."""
+    values = list(values)
+    nulls = np.array([v is None for v in values] + [True])
+    codes = np.asarray(codes, dtype=np.int32)
+    mask = nulls[codes] if missing is None else nulls[codes] | missing
+    dictionary = pa.array(["" if v is None else str(v) for v in values], pa.string())
+    indices = pa.array(codes, mask=mask)
+    decoded = pa.DictionaryArray.from_arrays(indices, dictionary).dictionary_decode()
+    return pd.arrays.ArrowExtensionArray(decoded)
+
+
+def _per_person(values: np.ndarray, p: np.ndarray, missing: np.ndarray | None = None):
+    """Each call's value of a per-person text array (null where `missing`)."""
+    return _coded(values, p, missing)
+
+
+def _visits(rng, signed, user_ids, anon, start, counts, prefix):
+    """Calls of each person (`counts` each), from two days before their first identify on:
+    anonymous (their anonymous id only) before it, and for people who never signed up or
+    did not sign in; otherwise the same (user id, anonymous id) pair as their other calls."""
+    p = np.repeat(np.arange(len(counts)), counts)
+    m = len(p)
+    ts = start[p] + rng.uniform(-2 * 86400, SPAN_S * 0.15, size=m)
+    frame = pd.DataFrame(_common(rng, ts, prefix))
+    anonymous = ~signed[p] | (ts < start[p]) | _mask(rng, 0.1, m)
+    frame["anonymous_id"] = _per_person(anon, p)
+    frame["user_id"] = _per_person(user_ids, p, anonymous)
+    return frame, p
+
+
+def _name_codes(rng, kinds: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """A name code per call (`kinds` is the empty name) and where the name is null: some
+    calls are sent without a name."""
+    codes = rng.integers(0, kinds, size=m)
+    codes[_mask(rng, 0.03, m)] = kinds
+    return codes, _mask(rng, 0.08, m)
+
+
+def _pages(rng, signed, user_ids, anon, start) -> pd.DataFrame:
+    frame, p = _visits(rng, signed, user_ids, anon, start, rng.integers(0, 5, len(signed)), "pg-")
+    m = len(p)
+    names, paths, categories = (list(column) for column in zip(*PAGES, strict=True))
+    kind, unnamed = _name_codes(rng, len(PAGES), m)
+    page = np.where(kind == len(PAGES), rng.integers(0, len(PAGES), size=m), kind)
+    searched = _mask(rng, 0.2, m)
+    searches = ["", "?utm_source=ads"]
+    urls = [f"https://example.com{path}{search}" for search in searches for path in paths]
+    url = page + len(PAGES) * searched
+    titles = [f"{name} | Example" for name in names]
+    frame["name"] = _coded([*names, ""], kind, unnamed)
+    frame["path"] = _coded(paths, page)
+    frame["url"] = _coded(urls, url)
+    frame["title"] = _coded(titles, page)
+    frame["referrer"] = _coded(REFERRERS, rng.integers(0, len(REFERRERS), size=m))
+    frame["search"] = _coded(searches, searched)
+    frame["category"] = _coded(categories, page)
+    frame["context_library_name"] = _coded([LIBRARIES["web"]], np.zeros(m))
+    frame["context_page_path"] = _coded(paths, page)
+    frame["context_page_url"] = _coded(urls, url)
+    frame["context_page_title"] = _coded(titles, page)
+    frame["context_user_agent"] = _coded(USER_AGENTS, rng.integers(0, len(USER_AGENTS), size=m))
+    frame["context_ip"] = _coded([f"10.0.{i}" for i in range(250)], p % 250)
+    return _with_duplicates(rng, frame, 0.01)
+
+
+def _screens(rng, signed, user_ids, anon, start, platform) -> pd.DataFrame:
+    mobile = platform != "web"
+    counts = rng.integers(0, 4, len(signed)) * mobile
+    frame, p = _visits(rng, signed, user_ids, anon, start, counts, "scr-")
+    m = len(p)
+    kind, unnamed = _name_codes(rng, len(SCREENS), m)
+    frame["name"] = _coded([*SCREENS, ""], kind, unnamed)
+    load_ms = pd.array(rng.integers(40, 3000, size=m), dtype="Int64")
+    load_ms[_mask(rng, 0.2, m)] = pd.NA
+    frame["load_ms"] = load_ms
+    platforms = ["ios", "android"]
+    device = (platform[p] == "android").astype(np.int32)
+    frame["context_library_name"] = _coded([LIBRARIES[k] for k in platforms], device)
+    frame["context_device_type"] = _coded(platforms, device)
+    frame["context_app_version"] = _coded(["3.0.1", "3.1.0"], rng.integers(0, 2, size=m))
+    return _with_duplicates(rng, frame, 0.01)
+
+
+def _groups(rng, signed, user_ids, anon, start) -> pd.DataFrame:
+    """Group calls: people of one company share its group; some belong to a second one;
+    each call sends some traits, the plan and head count change over time."""
+    n = len(signed)
+    companies = max(1, n // 8)
+    member = np.flatnonzero(signed & _mask(rng, 0.6, n))
+    company = member % companies
+    second = _mask(rng, 0.1, len(member))  # a member of two groups
+    person = np.r_[member, member[second]]
+    other = (company[second] + 1 + rng.integers(0, 5, int(second.sum()))) % companies
+    group = np.r_[company, other]
+    calls = rng.integers(1, 4, size=len(person))
+    k = np.repeat(np.arange(len(person)), calls)
+    j = _ranks(calls)
+    p, g = person[k], group[k]
+    m = len(k)
+    ts = start[p] + j * rng.uniform(3600, 5 * 86400, size=m)
+    frame = pd.DataFrame(_common(rng, ts, "gcl-"))
+    before_signup = (j == 0) & _mask(rng, 0.1, m)
+    frame["anonymous_id"] = _per_person(anon, p)
+    frame["user_id"] = _per_person(user_ids, p, before_signup)
+    group_ids = [f"grp-{c}" for c in range(companies)] + [""]
+    if m >= 50:  # a few calls Connect cannot take: no group id
+        g_coded = g.copy()
+        g_coded[1] = companies  # an empty group id
+        frame["group_id"] = _coded(group_ids, g_coded, np.arange(m) == 0)
+    else:
+        frame["group_id"] = _coded(group_ids, g)
+    sent = lambda share: (j == calls[k] - 1) | _mask(rng, share, m)  # noqa: E731
+    frame["name"] = _coded([f"Company {c}" for c in range(companies)], g, ~sent(0.6))
+    frame["industry"] = _coded(INDUSTRIES, g % len(INDUSTRIES), ~sent(0.4))
+    employees = pd.array(10 + (g * 37) % 900 + j * rng.integers(1, 40, size=m), dtype="Int64")
+    employees[~sent(0.5)] = pd.NA
+    frame["employees"] = employees
+    frame["plan"] = _coded(PLANS, np.minimum(j + g % 2, len(PLANS) - 1), ~sent(0.7))
+    frame["context_library_name"] = _coded([LIBRARIES["web"]], np.zeros(m))
+    frame["context_ip"] = _coded([f"10.0.{i}" for i in range(250)], p % 250)
+    return _with_duplicates(rng, frame, 0.01)
+
+
 def _with_duplicates(rng: np.random.Generator, frame: pd.DataFrame, share: float) -> pd.DataFrame:
     """Re-deliver a share of rows with the same message id, loaded later (as warehouses see)."""
     dupes = frame[_mask(rng, share, len(frame))].copy()
@@ -343,6 +504,7 @@ def build_demo_warehouse(
         identifies=len(frames["identifies"]),
         aliases=len(frames["aliases"]),
         tracks=len(frames["tracks"]),
+        **{table: len(frames[table]) for table in CALL_TABLES},
     )
     log.info("demo warehouse %s: %s", path, counts)
     return counts

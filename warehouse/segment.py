@@ -220,9 +220,19 @@ class SegmentSource:
         return self._read("aliases_window", window.params, aliases="aliases", window=window.column)
 
     def touched_ids(self, window: Window) -> pd.Series:
-        frame = self._read(
-            "touched_ids", window.params, identifies="identifies", window=window.column
-        )
+        return self._touched("identifies", window)
+
+    def touched_ids_in(self, table: str, window: Window) -> pd.Series:
+        """The id each row of `table` in the window belongs to (its user id, else its
+        anonymous id), distinct: the users a run re-evaluates. Empty when the table does
+        not exist (pages, screens and groups may not)."""
+        if table not in self.tables():
+            return pd.Series([], name="id", dtype=object)
+        return self._touched(table, window)
+
+    def _touched(self, table: str, window: Window) -> pd.Series:
+        # `touched_ids` reads any table that has Segment's id columns
+        frame = self._read("touched_ids", window.params, identifies=table, window=window.column)
         return frame["id"]
 
     def identifies(
@@ -234,8 +244,27 @@ class SegmentSource:
         columns = list(columns or self.columns("identifies"))
         if ids is None:
             return self._read("identifies_all", identifies="identifies", columns=columns)
+        return self._for_ids("identifies", ids, columns)
+
+    def rows_for_ids(self, table: str, ids: Sequence[str]) -> pd.DataFrame | None:
+        """Every column of the rows of `table` that belong to one of `ids` (user id in
+        `ids`, or no user id and anonymous id in `ids`: a row with a user id is that
+        user's), one row per message id (the last loaded); None when the table does not
+        exist. As `identifies(ids)`, for `pages`, `screens` and `groups`."""
+        if table not in self.tables():
+            return None
+        return self._for_ids(table, ids, self.columns(table))
+
+    def _for_ids(self, table: str, ids: Sequence[str], columns: list[str]) -> pd.DataFrame:
+        """The `columns` of the rows of the given ids, one row per message id."""
+        if not ids:  # no IN list at all (PostgreSQL types an empty one as integers)
+            empty = Window(since=EPOCH, until=EPOCH)
+            return self._read(
+                "calls_window", empty.params, table=table, window=empty.column, columns=columns
+            )
+        # `identifies_for_ids` reads any table that has Segment's id columns
         frames = [
-            self._read("identifies_for_ids", p, identifies="identifies", columns=columns)
+            self._read("identifies_for_ids", p, identifies=table, columns=columns)
             for p in self._id_params(ids)
         ]
         frames = [f for f in frames if len(f)] or frames[:1]
@@ -293,6 +322,21 @@ class SegmentSource:
             table=event_table,
             window=window.column,
             columns=columns,
+        )
+
+    def calls(self, table: str, window: Window) -> pd.DataFrame | None:
+        """Every column of the rows of a call table (`pages`, `screens`, `groups`) in the
+        window, in storage order (duplicates of a message included: the caller keeps one
+        and orders them, `transforms.traits.chronological`); None when the table does not
+        exist (a stream with nothing to do)."""
+        if table not in self.tables():
+            return None
+        return self._read(
+            "calls_window",
+            window.params,
+            table=table,
+            window=window.column,
+            columns=self.columns(table),
         )
 
     # -- errors ---------------------------------------------------------------------------

@@ -98,6 +98,7 @@ def full_profile(stored: dict[str, Any]) -> dict[str, Any]:
         **{name: [] for name in TOKEN_FIELDS},
         "attributes": {},
         "group_attributes": {},
+        "groups": {},
         "disabled_tokens": {},
         "unsubscribed_all": False,
         "unsubscribed_campaigns": [],
@@ -111,7 +112,17 @@ def full_profile(stored: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_identify(profile: dict[str, Any], item: dict[str, Any]) -> None:
-    """Upsert: fields that are present replace, attributes merge key by key, tokens register."""
+    """Upsert: fields that are present replace, attributes merge key by key, tokens register.
+
+    Group membership: `groups` maps each group id the user was identified with to that
+    group's attributes, merged key by key over calls; `group_attributes` sent without a
+    `group_id` belong to the user's current group (the last one named). `group_id` and
+    `group_attributes` themselves stay as before: the last group, all attributes merged.
+    """
+    group_id = item.get("group_id") or profile.get("group_id")
+    if group_id:
+        groups = profile.setdefault("groups", {})
+        groups[group_id] = {**groups.get(group_id, {}), **(item.get("group_attributes") or {})}
     for name in PROFILE_FIELDS:
         value = item.get(name)
         if value is not None:
@@ -136,6 +147,9 @@ def merge_profiles(target: dict[str, Any], old: dict[str, Any]) -> None:
     for name in OBJECT_FIELDS:
         if old.get(name):
             target[name] = {**old[name], **target.get(name, {})}
+    for group_id, attributes in old.get("groups", {}).items():
+        groups = target.setdefault("groups", {})
+        groups[group_id] = {**attributes, **groups.get(group_id, {})}
     old_disabled = old.get("disabled_tokens", {})
     for name in TOKEN_FIELDS:
         for token in old.get(name, ()):

@@ -8,13 +8,21 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
+import sqlalchemy as sa
+from connect_sync.connect.client import ClientConfig, deliver
 from connect_sync.flows.pipeline import SyncOptions, run_sync
+from connect_sync.transforms.messages import drop_repeated
+from connect_sync.transforms.pages import page_payloads
+from connect_sync.transforms.traits import chronological
 from connect_sync.warehouse.demo import build_demo_warehouse
+from connect_sync.warehouse.segment import SegmentSource, Window
 
 from connect_sync.settings import Settings
 
@@ -143,3 +151,46 @@ def test_events_page_in_chromium_after_a_demo_sync(sandbox, tmp_path: Path) -> N
     assert all(query in name.lower() for name in found.counts)
     assert found.counts[busiest["event"]] == busiest["last_24h"] > 0
     assert found.counts[busiest["event"]] == len(sandbox.events(event=busiest["event"]))
+
+
+def test_events_page_counts_pages_and_screens_under_their_event_names(
+    sandbox, tmp_path: Path
+) -> None:
+    """Page and screen calls of the demo, as the page transform writes them, are listed by
+    their event names (`[Segment Page] Pricing`) with their counts, and found by search."""
+    binary = chromium()
+    warehouse = tmp_path / "demo.duckdb"
+    build_demo_warehouse(warehouse, users=300, seed=7)
+    source = SegmentSource(sa.create_engine(f"duckdb:///{warehouse}"), "segment")
+    config = ClientConfig(sandbox.api_url, sandbox.api_key, max_retries=0)
+    sent: Counter[str] = Counter()
+    for table in ("pages", "screens"):
+        rows = source.calls(table, Window())
+        assert rows is not None
+        rows = drop_repeated(rows)
+        rows = rows.take(chronological(rows))
+        rows = rows.assign(canonical_id=rows["user_id"].fillna(rows["anonymous_id"]))
+        built = page_payloads(rows, table)
+        stats = deliver(config, "track", zip(built.message_ids, built.payloads, strict=True))
+        assert stats.sent == len(built.payloads) > 0 and not stats.rejected
+        sent.update(orjson.loads(p)["event"] for p in built.payloads)
+    assert sent["[Segment Page] Pricing"] > 0 and sent["[Segment Page]"] > 0
+    assert sent["[Segment Screen] Cart"] > 0
+
+    profile = tmp_path / "chromium-profile"
+    everything = read_page(
+        browse(binary, profile, f"{sandbox.url}/", ARTIFACTS / "events-page-pages.png")
+    )
+    query = "[segment page]"
+    found = read_page(
+        browse(binary, profile, str(httpx.URL(f"{sandbox.url}/", params={"q": query})))
+    )
+
+    assert everything.counts == dict(sent)
+    assert found.search_value == query
+    assert found.counts == {
+        name: n for name, n in sent.items() if name.startswith("[Segment Page]")
+    }
+    assert found.counts["[Segment Page] Pricing"] == len(
+        sandbox.events(event="[Segment Page] Pricing")
+    )
