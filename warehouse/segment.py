@@ -249,14 +249,14 @@ class SegmentSource:
     def rows_for_ids(self, table: str, ids: Sequence[str]) -> pd.DataFrame | None:
         """Every column of the rows of `table` that belong to one of `ids` (user id in
         `ids`, or no user id and anonymous id in `ids`: a row with a user id is that
-        user's), one row per message id (the last loaded); None when the table does not
-        exist. As `identifies(ids)`, for `pages`, `screens` and `groups`."""
+        user's); None when the table does not exist. As `identifies(ids)`, for `pages`,
+        `screens` and `groups`: a row may come back twice, the caller keeps one."""
         if table not in self.tables():
             return None
         return self._for_ids(table, ids, self.columns(table))
 
     def _for_ids(self, table: str, ids: Sequence[str], columns: list[str]) -> pd.DataFrame:
-        """The `columns` of the rows of the given ids, one row per message id."""
+        """The `columns` of the rows of the given ids (a row of two of them: twice)."""
         if not ids:  # no IN list at all (PostgreSQL types an empty one as integers)
             empty = Window(since=EPOCH, until=EPOCH)
             return self._read(

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from connect_sync.flows.streams.aliases import AliasesStream
 from connect_sync.flows.streams.base import Stream, StreamResult
+from connect_sync.flows.streams.calls import CallsStream
 from connect_sync.flows.streams.events import EventsStream
+from connect_sync.flows.streams.groups import GroupsStream
 from connect_sync.flows.streams.users import UsersStream
 
 STREAMS: tuple[Stream, ...] = (
     AliasesStream(),
     UsersStream(),
+    GroupsStream(),
     EventsStream(),
+    CallsStream("pages"),
+    CallsStream("screens"),
 )
 #: Stream names, in run order (the `--streams` choices).
 NAMES = tuple(s.name for s in STREAMS)
