@@ -282,7 +282,8 @@ def demo(users: int, seed: int, serve: bool) -> None:
         counts = build_demo_warehouse(DEMO_WAREHOUSE, users, seed)
     console.print(
         f"demo warehouse {DEMO_WAREHOUSE}: {counts.identifies} identifies, "
-        f"{counts.aliases} aliases, {counts.tracks} tracks"
+        f"{counts.aliases} aliases, {counts.tracks} tracks, {counts.pages} pages, "
+        f"{counts.screens} screens, {counts.groups} groups"
     )
     api_key = SANDBOX_DEFAULT_KEY  # the local sandbox's own key, not a Connect secret
     sandbox_db = DEMO_DIR / "sandbox.sqlite"
