@@ -105,9 +105,18 @@ class Books:
         if not self.dry_run and report.run_id:
             self.state.finish_run(report.run_id, report.status, report.as_dict())
 
+    def write_run(self, run_id: str, status: str, report: dict[str, Any]) -> None:
+        """The run's row, for a run with a report of its own (`rejects replay`)."""
+        self.state.finish_run(run_id, status, report)
+
     def close_journal(self) -> None:
         if self.journal is not None:
             self.journal.close()
+
+    def checkpoint(self) -> None:
+        """Merge what the journal holds into the state store."""
+        if self.journal is not None:
+            self.journal.checkpoint()
 
     # -- before sending -------------------------------------------------------------------
 
@@ -171,8 +180,7 @@ class Books:
         self, stream: str, endpoint: str, stats: DeliveryStats, *, by_message_id: bool
     ) -> None:
         """Merge the journal; record what Connect refused (400) or never answered."""
-        if self.journal is not None:
-            self.journal.checkpoint()
+        self.checkpoint()
         report = self.report
         report.requests += stats.requests
         report.retries += stats.retries
@@ -197,6 +205,16 @@ class Books:
                 ]
             )
             self.state.record_rejections(report.run_id, stream, rows)
+
+    def refused_again(self, stream: str, endpoint: str, rows: pd.DataFrame) -> None:
+        """Replayed items Connect refused again with a 400: new, non-retryable rejections."""
+        if not self.dry_run and len(rows):
+            self.state.record_rejections(self.report.run_id, stream, rows.assign(retryable=False))
+
+    def replayed(self, rejection_ids: list[str]) -> None:
+        """Rejections resolved by a replay (delivered now, delivered since, refused again)."""
+        if not self.dry_run and rejection_ids:
+            self.state.mark_replayed(rejection_ids)
 
     def settle(self, stream: str, cursor_table: str, newest: datetime | None, stats: Any) -> None:
         """Move the stream's cursor, only when nothing of it is left undelivered (items

@@ -19,11 +19,13 @@ import orjson
 import pandas as pd
 from connect_sync.connect.client import DeliveryStats
 from connect_sync.connect.outbox import ApiOutbox
+from connect_sync.flows.books import Books
 from connect_sync.flows.job import client_config
+from connect_sync.flows.report import RunReport
 from connect_sync.flows.streams import BOOKS, BY_NAME
 from connect_sync.transforms.changes import fingerprint
 from connect_sync.warehouse.engine import create_engine
-from connect_sync.warehouse.journal import AckJournal, journal_directory
+from connect_sync.warehouse.journal import journal_directory
 from connect_sync.warehouse.state import StateStore
 
 from connect_sync.settings import Settings
@@ -61,37 +63,43 @@ def replay_rejections(settings: Settings, progress: ProgressCallback | None = No
         settings.source_schema,
     )
     store.migrate()
-    journal = AckJournal(
+    books = Books(
+        store,
+        RunReport(source_schema=settings.source_schema, kind="replay"),
+        dry_run=False,
+        moves_cursors=False,
+    )
+    books.open_journal(
         journal_directory(
             settings.effective_state_url,
             settings.state_schema,
             settings.source_schema,
             settings.journal_dir,
         ),
-        store,
+        merge_partitions=False,
     )
-    journal.replay()
     pending = store.rejections(retryable_only=True, pending_only=True)
     report = ReplayReport(pending=len(pending))
     if pending.empty:
         report.status = "succeeded"
+        books.close_journal()
         store.engine.dispose()
         return report
-    report.run_id = store.start_run("replay")
+    report.run_id = books.report.run_id = books.start_run("replay")
     outbox = ApiOutbox(client_config(settings))
     error: BaseException | None = None
     try:
         for (stream, endpoint), group in pending.groupby(["stream", "endpoint"], dropna=False):
-            _replay_group(store, journal, outbox, report, str(stream), endpoint, group, progress)
+            _replay_group(books, outbox, report, str(stream), endpoint, group, progress)
     except BaseException as exc:
         error = exc
         raise
     finally:
         try:
-            journal.close()
+            books.close_journal()
         finally:
             report.status = "failed" if error is not None or report.failed else "succeeded"
-            store.finish_run(report.run_id, report.status, report.as_dict())
+            books.write_run(report.run_id, report.status, report.as_dict())
             store.engine.dispose()
     log.info(
         "replay %s: %s pending, %s sent, %s already delivered, %s refused, %s failed",
@@ -106,8 +114,7 @@ def replay_rejections(settings: Settings, progress: ProgressCallback | None = No
 
 
 def _replay_group(
-    store: StateStore,
-    journal: AckJournal,
+    books: Books,
     outbox: ApiOutbox,
     report: ReplayReport,
     stream: str,
@@ -115,6 +122,7 @@ def _replay_group(
     group: pd.DataFrame,
     progress: ProgressCallback | None,
 ) -> None:
+    store = books.state
     kind = ENDPOINTS.get(endpoint) if isinstance(endpoint, str) else None
     book = BOOKS.get(stream)
     keyed = stream in BY_NAME and BY_NAME[stream].keyed_by_message
@@ -139,46 +147,42 @@ def _replay_group(
     items = [(key, payload) for key, payload in payloads.items() if key not in done]
     prints = {} if book else {key: fingerprint(payload) for key, payload in items}
     acked: set[str] = set()
+    on_delivered = books.delivered(book) if book else books.fingerprints(prints)
 
     def on_ack(keys: list[str]) -> None:
         acked.update(keys)
-        if book:
-            journal.delivered(book, keys, report.run_id)
-        else:
-            journal.fingerprints([(k, prints[k]) for k in keys], report.run_id)
+        on_delivered(keys)
 
     def on_progress(stats: DeliveryStats) -> None:
         if progress:
             progress(stream, stats.processed, len(items), stats)
 
     stats = outbox.send(kind, items, on_ack, on_progress) if items else DeliveryStats()
-    journal.checkpoint()
+    books.checkpoint()
     report.sent += stats.sent
     report.requests += stats.requests
     report.retries += stats.retries
     report.rejected += len(stats.rejected)
     report.failed += stats.undelivered
     report.by_stream[stream] = report.by_stream.get(stream, 0) + stats.sent
-    if stats.rejected:
-        store.record_rejections(
-            report.run_id,
-            stream,
-            pd.DataFrame(
-                [
-                    {
-                        "message_id": r.key if keyed else None,
-                        "user_id": r.user_id,
-                        "reason": r.reason,
-                        "retryable": False,
-                        "endpoint": endpoint,
-                        "payload": r.payload,
-                    }
-                    for r in stats.rejected
-                ]
-            ),
-        )
+    books.refused_again(
+        stream,
+        endpoint,
+        pd.DataFrame(
+            [
+                {
+                    "message_id": r.key if keyed else None,
+                    "user_id": r.user_id,
+                    "reason": r.reason,
+                    "endpoint": endpoint,
+                    "payload": r.payload,
+                }
+                for r in stats.rejected
+            ]
+        ),
+    )
     resolved = done | acked | {r.key for r in stats.rejected}  # the rest stays pending
-    store.mark_replayed([rid for key in resolved for rid in rejection_ids[key]])
+    books.replayed([rid for key in resolved for rid in rejection_ids[key]])
 
 
 def _superseded_profiles(
