@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import duckdb
 import sqlalchemy as sa
 from connect_sync.warehouse.audience_sql import AudienceError, prepare_audience
 from sqlalchemy.engine import Connection, Engine
@@ -40,10 +41,15 @@ class ReadOnlyRun:
     `setup` runs first in the audience's transaction: it makes the transaction read-only
     and, where the warehouse can, bounds its statements' time (`:timeout_ms`).
     `interrupt` cancels the query from the job at the timeout instead.
+    `one_statement` is how the database itself refuses a text of several statements (a
+    COMMIT among them would end the read-only transaction): "prepare" has the server
+    prepare it (psycopg 3; PostgreSQL prepares one command only), "parse" counts the
+    statements with the database's own parser (DuckDB).
     """
 
     setup: tuple[str, ...] = ()
     interrupt: bool = False
+    one_statement: Literal["prepare", "parse"] | None = None
 
 
 #: Per SQLAlchemy dialect. PostgreSQL: a read-only transaction, a local statement timeout
@@ -57,9 +63,12 @@ READ_ONLY_RUNS: Mapping[str, ReadOnlyRun] = {
             "SET TRANSACTION READ ONLY",
             "SELECT set_config('statement_timeout', :timeout_ms, true)",
             "SELECT set_config('search_path', 'pg_catalog', true)",
-        )
+        ),
+        one_statement="prepare",
     ),
-    "duckdb": ReadOnlyRun(setup=("ROLLBACK", "BEGIN TRANSACTION READ ONLY"), interrupt=True),
+    "duckdb": ReadOnlyRun(
+        setup=("ROLLBACK", "BEGIN TRANSACTION READ ONLY"), interrupt=True, one_statement="parse"
+    ),
 }
 
 
@@ -132,19 +141,49 @@ def run_read_only(
                 for setup in run.setup:
                     bound = {"timeout_ms": timeout_ms} if ":timeout_ms" in setup else {}
                     conn.execute(sa.text(setup), bound)
-                with _interrupt_after(conn, timeout_s, timed_out, enabled=run.interrupt):
+                with (
+                    _one_statement(conn, statement, run.one_statement, where),
+                    _interrupt_after(conn, timeout_s, timed_out, enabled=run.interrupt),
+                ):
                     return list(conn.execute(statement, dict(params)).scalars().all())
             finally:
                 conn.rollback()
     except sa.exc.DBAPIError as exc:
-        message = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        message = _first_line(getattr(exc, "orig", exc))
         if timed_out.is_set() or "statement timeout" in message:
             raise AudienceError(
                 f"audience {where} ran longer than its {timeout_s:g} s timeout"
             ) from None
+        if "multiple commands" in message:
+            raise AudienceError(f"audience {where} must be a single statement") from None
         if "user_id" in message.lower():
             raise AudienceError(f"audience {where} must return a user_id column") from None
         raise AudienceError(f"audience {where} failed: {message}") from None
+
+
+@contextmanager
+def _one_statement(
+    conn: Connection, statement: sa.TextClause, how: str | None, where: str
+) -> Iterator[None]:
+    """Runs the block so that the database refuses STATEMENT if it holds several."""
+    raw: Any = conn.connection.dbapi_connection
+    if how == "prepare" and hasattr(raw, "prepare_threshold"):
+        before = raw.prepare_threshold
+        raw.prepare_threshold = 0  # psycopg 3: prepare every statement, this one included
+        try:
+            yield
+        finally:
+            raw.prepare_threshold = before
+        return
+    if how == "parse":
+        compiled = str(statement.compile(dialect=conn.dialect))
+        try:
+            count = len(raw.extract_statements(compiled))
+        except duckdb.Error as exc:
+            raise AudienceError(f"audience {where} failed: {_first_line(exc)}") from None
+        if count != 1:
+            raise AudienceError(f"audience {where} must be a single statement")
+    yield
 
 
 @contextmanager
@@ -155,11 +194,11 @@ def _interrupt_after(
     if not enabled:
         yield
         return
-    raw = conn.connection.dbapi_connection
+    raw: Any = conn.connection.dbapi_connection
 
     def interrupt() -> None:
         fired.set()
-        raw.interrupt()  # type: ignore[union-attr]
+        raw.interrupt()
 
     timer = threading.Timer(timeout_s, interrupt)
     timer.daemon = True
@@ -178,10 +217,15 @@ def _check_tables_exist(engine: Engine, where: str, schema: str, tables: tuple[s
             inspector = sa.inspect(conn)
             missing = [t for t in tables if not inspector.has_table(t, schema=schema)]
     except sa.exc.DBAPIError as exc:
-        message = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        message = _first_line(getattr(exc, "orig", exc))
         raise AudienceError(f"audience {where} failed: {message}") from None
     if missing:
         raise AudienceError(
             f"audience {where} reads {', '.join(f'{schema}.{t}' for t in missing)}, "
             "which does not exist"
         )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
