@@ -148,8 +148,8 @@ def run_read_only(
                     return list(conn.execute(statement, dict(params)).scalars().all())
             finally:
                 conn.rollback()
-    except sa.exc.DBAPIError as exc:
-        message = _first_line(getattr(exc, "orig", exc))
+    except sa.exc.StatementError as exc:
+        message = _first_line(getattr(exc, "orig", None) or exc)
         if timed_out.is_set() or "statement timeout" in message:
             raise AudienceError(
                 f"audience {where} ran longer than its {timeout_s:g} s timeout"
@@ -216,8 +216,8 @@ def _check_tables_exist(engine: Engine, where: str, schema: str, tables: tuple[s
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
             missing = [t for t in tables if not inspector.has_table(t, schema=schema)]
-    except sa.exc.DBAPIError as exc:
-        message = _first_line(getattr(exc, "orig", exc))
+    except sa.exc.StatementError as exc:
+        message = _first_line(getattr(exc, "orig", None) or exc)
         raise AudienceError(f"audience {where} failed: {message}") from None
     if missing:
         raise AudienceError(
