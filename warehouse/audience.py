@@ -1,30 +1,75 @@
-"""SQL audiences: a read-only query in sql/audiences/ that returns a `user_id` column."""
+"""SQL audiences: a query in sql/audiences/ (or a .sql path) that returns a `user_id` column,
+checked by `audience_sql` and run in a transaction that cannot write and is always rolled
+back.
+
+Failure contract: `load_audience` raises `AudienceError` (one line, exit code 2) for an
+unknown audience, SQL that is not a single read of the source schema, a missing table, a
+database error or the statement timeout; it never commits.
+"""
 
 from __future__ import annotations
 
-import re
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
 from pathlib import Path
+from typing import Any, Literal
 
+import duckdb
 import sqlalchemy as sa
-from connect_sync.warehouse.errors import WarehouseError
-from sqlalchemy.engine import Engine
+from connect_sync.warehouse.audience_sql import AudienceError, prepare_audience
+from sqlalchemy.engine import Connection, Engine
 
 from connect_sync import sql
 
-WRITE_KEYWORDS = re.compile(
-    r"\b(insert|update|delete|merge|upsert|create|drop|alter|truncate|grant|revoke|copy|"
-    r"attach|detach|vacuum|call|execute|do|set|reset|lock|comment|refresh|install|load|"
-    r"export|import|pragma|checkpoint|into)\b",
-    re.IGNORECASE,
-)
-_STRINGS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
-_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+__all__ = ["AUDIENCE_TIMEOUT_S", "AudienceError", "audience_path", "load_audience"]
+
+log = logging.getLogger(__name__)
+
+#: How long an audience query may run before it is cancelled.
+AUDIENCE_TIMEOUT_S = 300.0
 
 
-class AudienceError(WarehouseError):
-    """The audience cannot be used as given (exit 2 with this message)."""
+@dataclass(frozen=True)
+class ReadOnlyRun:
+    """How a warehouse runs an audience so that it cannot write.
+
+    `setup` runs first in the audience's transaction: it makes the transaction read-only
+    and, where the warehouse can, bounds its statements' time (`:timeout_ms`).
+    `interrupt` cancels the query from the job at the timeout instead.
+    `one_statement` is how the database itself refuses a text of several statements (a
+    COMMIT among them would end the read-only transaction): "prepare" has the server
+    prepare it (psycopg 3; PostgreSQL prepares one command only), "parse" counts the
+    statements with the database's own parser (DuckDB).
+    """
+
+    setup: tuple[str, ...] = ()
+    interrupt: bool = False
+    one_statement: Literal["prepare", "parse"] | None = None
+
+
+#: Per SQLAlchemy dialect. PostgreSQL: a read-only transaction, a local statement timeout
+#: and only built-in functions on the search path. DuckDB: duckdb-engine opens a read-write
+#: transaction on begin, replaced by a read-only one; no statement timeout setting, so the
+#: job interrupts. Others (Redshift, Snowflake, BigQuery; not testable here): the parser
+#: check alone, so give the job's warehouse role read-only grants.
+READ_ONLY_RUNS: Mapping[str, ReadOnlyRun] = {
+    "postgresql": ReadOnlyRun(
+        setup=(
+            "SET TRANSACTION READ ONLY",
+            "SELECT set_config('statement_timeout', :timeout_ms, true)",
+            "SELECT set_config('search_path', 'pg_catalog', true)",
+        ),
+        one_statement="prepare",
+    ),
+    "duckdb": ReadOnlyRun(
+        setup=("ROLLBACK", "BEGIN TRANSACTION READ ONLY"), interrupt=True, one_statement="parse"
+    ),
+}
 
 
 def audience_path(name_or_path: str) -> Path:
@@ -38,54 +83,149 @@ def audience_path(name_or_path: str) -> Path:
     if not candidate.is_file():
         available = sorted(p.stem for p in candidate.parent.glob("*.sql"))
         raise AudienceError(
-            f"no audience named {name_or_path!r} (available: {', '.join(available) or 'none'})"
+            f"no audience named {name_or_path!r} (available: {', '.join(available) or 'none'};"
+            " or give the path of your own .sql file)"
         )
     return candidate
 
 
-def check_read_only(text: str, where: str) -> str:
-    """The query without comments or a trailing `;`, if it is one read-only SELECT/WITH."""
-    stripped = _COMMENTS.sub(" ", text).strip().rstrip(";").strip()
-    bare = _STRINGS.sub("''", stripped)
-    if ";" in bare:
-        raise AudienceError(f"audience {where} must be a single statement")
-    if not re.match(r"^(select|with)\b", bare, re.IGNORECASE):
-        raise AudienceError(f"audience {where} must be a SELECT query")
-    found = WRITE_KEYWORDS.search(bare)
-    if found:
-        raise AudienceError(f"audience {where} must only read: it uses {found.group(1).upper()}")
-    return stripped
-
-
 def load_audience(
-    engine: Engine, name_or_path: str, schema: str, start: datetime, end: datetime
+    engine: Engine,
+    name_or_path: str,
+    schema: str,
+    start: datetime,
+    end: datetime,
+    *,
+    timeout_s: float = AUDIENCE_TIMEOUT_S,
 ) -> set[str]:
     """The distinct user ids the audience selects, run read-only with bound parameters.
 
     The query may use `{schema}` (the quoted source schema) and the bound values
-    `:start`, `:end` and `:schema`.
+    `:start`, `:end` and `:schema`; see README, Audiences, for what else it may use.
     """
     path = audience_path(name_or_path)
     where = path.name
-    query = check_read_only(path.read_text(encoding="utf-8"), where)
-    try:
-        inner = sql.render_text(query, engine.dialect, schema=schema).text
-    except KeyError as exc:
-        raise AudienceError(f"audience {where}: unknown placeholder {exc.args[0]}") from None
-    wrapped = sa.text(f"SELECT DISTINCT audience.user_id FROM ({inner}) AS audience")
-    params = {"start": start, "end": end, "schema": schema}
-    wanted = {k: v for k, v in params.items() if re.search(rf":{k}\b", inner)}
+    query = prepare_audience(path.read_text(encoding="utf-8"), where, engine.dialect.name, schema)
+    _check_tables_exist(engine, where, schema, query.tables)
+    values = {"start": start, "end": end, "schema": schema}
+    rows = run_read_only(
+        engine,
+        sa.text(query.sql),
+        {name: values[name] for name in query.parameters},
+        where=where,
+        timeout_s=timeout_s,
+    )
+    return {str(r) for r in rows if r is not None}
+
+
+def run_read_only(
+    engine: Engine,
+    statement: sa.TextClause,
+    params: Mapping[str, Any],
+    *,
+    where: str,
+    timeout_s: float = AUDIENCE_TIMEOUT_S,
+) -> list[Any]:
+    """The first column of STATEMENT's rows, run in a read-only transaction (where the
+    dialect has one, READ_ONLY_RUNS) that is always rolled back, within TIMEOUT_S.
+
+    This is the second guard, below the parser check: it stops a write on its own.
+    """
+    run = READ_ONLY_RUNS.get(engine.dialect.name, ReadOnlyRun())
+    timed_out = threading.Event()
+    timeout_ms = str(max(1, int(timeout_s * 1000)))
+    log.debug("audience %s: %s", where, statement.text)
     try:
         with engine.connect() as conn:
-            if engine.dialect.name == "postgresql":
-                conn.execute(sa.text("SET TRANSACTION READ ONLY"))
             try:
-                rows = conn.execute(wrapped, wanted).scalars().all()
+                for setup in run.setup:
+                    bound = {"timeout_ms": timeout_ms} if ":timeout_ms" in setup else {}
+                    conn.execute(sa.text(setup), bound)
+                with (
+                    _one_statement(conn, statement, run.one_statement, where),
+                    _interrupt_after(conn, timeout_s, timed_out, enabled=run.interrupt),
+                ):
+                    return list(conn.execute(statement, dict(params)).scalars().all())
             finally:
                 conn.rollback()
-    except sa.exc.DBAPIError as exc:
-        message = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    except sa.exc.StatementError as exc:
+        message = _first_line(getattr(exc, "orig", None) or exc)
+        if timed_out.is_set() or "statement timeout" in message:
+            raise AudienceError(
+                f"audience {where} ran longer than its {timeout_s:g} s timeout"
+            ) from None
+        if "multiple commands" in message:
+            raise AudienceError(f"audience {where} must be a single statement") from None
         if "user_id" in message.lower():
             raise AudienceError(f"audience {where} must return a user_id column") from None
         raise AudienceError(f"audience {where} failed: {message}") from None
-    return {str(r) for r in rows if r is not None}
+
+
+@contextmanager
+def _one_statement(
+    conn: Connection, statement: sa.TextClause, how: str | None, where: str
+) -> Iterator[None]:
+    """Runs the block so that the database refuses STATEMENT if it holds several."""
+    raw: Any = conn.connection.dbapi_connection
+    if how == "prepare" and hasattr(raw, "prepare_threshold"):
+        before = raw.prepare_threshold
+        raw.prepare_threshold = 0  # psycopg 3: prepare every statement, this one included
+        try:
+            yield
+        finally:
+            raw.prepare_threshold = before
+        return
+    if how == "parse":
+        compiled = str(statement.compile(dialect=conn.dialect))
+        try:
+            count = len(raw.extract_statements(compiled))
+        except duckdb.Error as exc:
+            raise AudienceError(f"audience {where} failed: {_first_line(exc)}") from None
+        if count != 1:
+            raise AudienceError(f"audience {where} must be a single statement")
+    yield
+
+
+@contextmanager
+def _interrupt_after(
+    conn: Connection, timeout_s: float, fired: threading.Event, *, enabled: bool
+) -> Iterator[None]:
+    """Interrupts CONN's running query after TIMEOUT_S (DuckDB has no statement timeout)."""
+    if not enabled:
+        yield
+        return
+    raw: Any = conn.connection.dbapi_connection
+
+    def interrupt() -> None:
+        fired.set()
+        raw.interrupt()
+
+    timer = threading.Timer(timeout_s, interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _check_tables_exist(engine: Engine, where: str, schema: str, tables: tuple[str, ...]) -> None:
+    """Every source table the audience reads exists (on DuckDB a missing one would be read
+    as a file of that name)."""
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            missing = [t for t in tables if not inspector.has_table(t, schema=schema)]
+    except sa.exc.StatementError as exc:
+        message = _first_line(getattr(exc, "orig", None) or exc)
+        raise AudienceError(f"audience {where} failed: {message}") from None
+    if missing:
+        raise AudienceError(
+            f"audience {where} reads {', '.join(f'{schema}.{t}' for t in missing)}, "
+            "which does not exist"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -1,4 +1,5 @@
--- Users whose latest identify marked them VIP.
+-- Users whose latest identify marked them VIP. PostgreSQL syntax: the job checks it and
+-- writes it for the warehouse's dialect ("timestamp" is the same column everywhere).
 SELECT user_id
 FROM (
     SELECT

@@ -87,6 +87,7 @@ def test_bad_audience_exits_2_with_a_clear_line(tmp_path: Path) -> None:
     for audience, message in [
         (str(bad), "must be a SELECT query"),
         ("no_such_audience", "no audience named 'no_such_audience'"),
+        ("no_such_audience", "or give the path of your own .sql file"),
     ]:
         result = run_cli("sync", "--dry-run", "--audience", audience, cwd=tmp_path, env=env)
         assert result.returncode == 2, result.stderr
