@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     lookback_hours: float = Field(
         default=24.0, ge=0, validation_alias=_env("CONNECT_SYNC_LOOKBACK_HOURS", "lookback_hours")
     )
+    audience_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        validation_alias=_env("CONNECT_SYNC_AUDIENCE_TIMEOUT", "audience_timeout_s"),
+        description="Seconds an audience query may run before the warehouse stops it.",
+    )
     phone_default_region: str | None = Field(
         default=None,
         validation_alias=_env("CONNECT_SYNC_PHONE_DEFAULT_REGION", "phone_default_region"),

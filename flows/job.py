@@ -176,6 +176,7 @@ class SyncJob:
             self.settings.source_schema,
             window.since,
             window.until,
+            timeout_s=self.settings.audience_timeout_s,
         )
         canonical = graph.resolve(pd.Series(sorted(user_ids), dtype=object))
         log.info("audience %s: %s users", self.options.audience, len(user_ids))
