@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from connect_sync.transforms.columns import custom_columns
+from connect_sync.transforms.identity_columns import canonical_column
 from connect_sync.transforms.json_objects import json_objects, json_records, unix_seconds_json
 from connect_sync.transforms.messages import drop_repeated
 from connect_sync.transforms.values import Field, as_arrow, as_series, json_ready, missing_mask
@@ -88,12 +89,13 @@ def track_payloads(
     `properties`: JSON text by message id (`property_objects`), or one text per row of
     `tracks`, null where it has none (`property_texts` of the matching rows).
 
-    `tracks` carries `canonical_id`: the user id, else the canonical id of the anonymous
-    id. A row without one, or whose event name is over 200 characters (or missing), is
-    rejected with its reason instead.
+    `tracks` carries the canonical id (`identity_columns.CANONICAL`): the user id, else
+    the canonical id of the anonymous id (`identity_columns.who`, then the graph). A row
+    without one, or whose event name is over 200 characters (or missing), is rejected
+    with its reason instead.
     """
     n = len(tracks)
-    user_id = _text(tracks, "canonical_id")
+    user_id = _text(tracks, canonical_column(tracks))
     name = event_names(tracks)
     too_long = pc.fill_null(pc.greater(pc.utf8_length(name), MAX_EVENT_NAME), False)
     reasons = np.full(n, None, dtype=object)

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from connect_sync.transforms.columns import LATEST_CONTEXT_COLUMNS, ORDER_COLUMNS, custom_columns
+from connect_sync.transforms.identity_columns import canonical_column
 from connect_sync.transforms.latest_kernel import latest_rows
 from connect_sync.transforms.threads import in_parallel, parallel_map
 from connect_sync.transforms.values import (
@@ -124,7 +125,7 @@ def _runs(sorted_codes: np.ndarray) -> np.ndarray:
 @paused_gc()
 def latest_traits(
     identifies: pd.DataFrame,
-    user_column: str = "canonical_id",
+    user_column: str | None = None,
     columns: list[str] | None = None,
     rank: np.ndarray | None = None,
 ) -> pd.DataFrame:
@@ -135,8 +136,10 @@ def latest_traits(
     trait columns and the context the identify payload reads (`context_timezone`), unless
     `columns` names others. Rows without a user id are left out. Dtypes are Arrow's, so
     integers stay integers and booleans booleans. `rank`: each row's place in time order
-    (`chronological_rank`), when the caller has it.
+    (`chronological_rank`), when the caller has it. `user_column`: the canonical id's
+    column, `identity_columns.CANONICAL` unless named.
     """
+    user_column = user_column or canonical_column(identifies)
     if columns is None:
         columns = custom_columns(identifies.columns)
         columns = [c for c in columns if c != user_column]
@@ -245,11 +248,12 @@ def _cleaned(text: pa.Array, lower: bool = True) -> pa.Array:
 
 @paused_gc()
 def device_tokens(
-    identifies: pd.DataFrame, user_column: str = "canonical_id", rank: np.ndarray | None = None
+    identifies: pd.DataFrame, user_column: str | None = None, rank: np.ndarray | None = None
 ) -> pd.DataFrame:
     """Per user with tokens (index: the user id), `apns` and `fcm`: every distinct token,
     newest first (Arrow lists of text; null when the user has none on that platform).
-    `rank`: as for `latest_traits`."""
+    `user_column` and `rank`: as for `latest_traits`."""
+    user_column = user_column or canonical_column(identifies)
     empty = pd.DataFrame(
         {p: pd.Series([], dtype=TOKEN_LISTS) for p in TOKEN_PLATFORMS},
         index=pd.Index([], name=user_column, dtype=object),
