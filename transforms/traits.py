@@ -102,13 +102,17 @@ def chronological_rank(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _time_key(series: pd.Series) -> np.ndarray:
-    """A timestamp column as sortable int64 nanoseconds (nulls first)."""
+    """A timestamp column as sortable int64 units since the epoch, in the column's own unit
+    (nulls first). Never scaled to nanoseconds: int64 nanoseconds end in 2262, and year
+    9999 in microseconds times 1000 wrapped around to sort before 1970. Each key column is
+    only compared with itself, so units need not agree between columns."""
     array = as_arrow(series)
     if array is None or not (pa.types.is_timestamp(array.type) or pa.types.is_date(array.type)):
         array = pa.array(pd.to_datetime(series, utc=True, errors="coerce"))
-    ints, unit = epoch_units(array)
-    key = ints * (1_000_000_000 // unit) if unit < 1_000_000_000 else ints
-    key[missing_mask(array)] = np.iinfo(np.int64).min
+    key, _ = epoch_units(array)  # may be read-only (zero-copy): not written in place
+    missing = missing_mask(array)
+    if missing.any():
+        key = np.where(missing, np.iinfo(np.int64).min, key)
     return key
 
 
