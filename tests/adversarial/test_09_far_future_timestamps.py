@@ -1,15 +1,21 @@
-"""#17.9: year 9999 and pre-1970 timestamps keep their true order (the latest trait wins)."""
+"""#17.9: year 9999 and pre-1970 timestamps keep their true order (the latest trait wins),
+and a time no payload can carry (`infinity`) is left out and counted, never sent wrong."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from connect_sync.transforms.events import track_payloads
 from connect_sync.transforms.identity_columns import CANONICAL
 from connect_sync.transforms.traits import chronological, latest_traits
+from connect_sync.transforms.users import identify_payloads
+from connect_sync.transforms.values import iso_utc, json_column
 from connect_sync.warehouse.frames import read_frame
 
 US = pa.timestamp("us", tz="UTC")
@@ -73,3 +79,41 @@ def test_far_future_order_through_duckdb(tmp_path):
         frame = read_frame(conn, sa.text("SELECT * FROM t"), {})
     engine.dispose()
     assert latest_traits(frame).loc["u", "plan"] == "new"
+
+
+def test_infinite_timestamps_are_left_out_and_counted():
+    infinite = pa.array([2**63 - 1, -(2**63) + 1, None], pa.int64()).view(US)
+    stamps = pa.concat_arrays([pa.array([Y9999], US), infinite])
+    ready, quality = json_column("seen", stamps)
+    assert ready.to_pylist() == ["9999-12-31T23:59:59Z", None, None, None]
+    assert quality == Counter({"invalid_timestamp": 2})
+    assert iso_utc(infinite).to_pylist() == [None, None, None]  # never `-28134-...`
+
+
+def test_infinite_trait_is_left_out_of_the_identify_and_counted():
+    frame = identifies([Y2024], ["pro"])
+    infinite = pa.array([2**63 - 1], pa.int64()).view(US)
+    frame["last_seen"] = pd.Series(infinite, dtype=pd.ArrowDtype(US))
+    built = identify_payloads(latest_traits(frame), pd.DataFrame())
+    assert orjson.loads(built.payloads[0]) == {"user_id": "u", "attributes": {"plan": "pro"}}
+    assert built.quality["invalid_timestamp"] == 1
+
+
+def test_infinite_event_time_is_left_out_and_counted():
+    tracks = pa.table(
+        {
+            "id": ["e1", "e2"],
+            CANONICAL: ["u", "u"],
+            "event": ["signed_up", "signed_up"],
+            "timestamp": pa.concat_arrays(
+                [pa.array([Y2024], US), pa.array([2**63 - 1], pa.int64()).view(US)]
+            ),
+        }
+    ).to_pandas(types_mapper=pd.ArrowDtype)
+    built = track_payloads(tracks)
+    assert [orjson.loads(p) for p in built.payloads] == [
+        {"user_id": "u", "event": "signed_up", "timestamp": 1714521600},
+        {"user_id": "u", "event": "signed_up"},
+    ]
+    assert built.left_out == Counter({"invalid_timestamp": 1})
+    assert built.rejected.empty
