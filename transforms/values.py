@@ -13,6 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from itertools import compress, repeat
 from typing import Any
 
@@ -386,8 +387,6 @@ def decimal_json_text(array: pa.Array) -> pa.Array:
 
 def _plain_decimal(text: str) -> str:
     """A decimal in scientific notation written out in full (`1.000E-7`: `0.0000001000`)."""
-    from decimal import Decimal
-
     return format(Decimal(text), "f")
 
 
