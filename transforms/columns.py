@@ -23,6 +23,10 @@ SEGMENT_COLUMNS = frozenset(
     }
 )
 
+#: The reserved column the flows put each row's canonical user id in: no Segment column
+#: can be named so (`transforms.identity_columns`), so it never hides a trait.
+CANONICAL = "__canonical_id"
+
 #: Traits that become top-level identify fields rather than attributes.
 IDENTIFY_FIELD_TRAITS = frozenset({"first_name", "last_name", "email", "phone", "user_id", "id"})
 
@@ -34,8 +38,9 @@ ORDER_COLUMNS = ("timestamp", "received_at", "id")
 
 
 def is_custom_column(name: str) -> bool:
-    """A trait or property column: not one of Segment's own, not a `context_*` column."""
-    return name not in SEGMENT_COLUMNS and not name.startswith("context_")
+    """A trait or property column: not one of Segment's own, not a `context_*` column, not
+    the canonical id the flows added."""
+    return name not in SEGMENT_COLUMNS and name != CANONICAL and not name.startswith("context_")
 
 
 def custom_columns(columns: Iterable[str]) -> list[str]:

@@ -14,9 +14,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from connect_sync.transforms.columns import custom_columns
+from connect_sync.transforms.identity_columns import canonical_column
 from connect_sync.transforms.json_objects import json_objects, json_records, unix_seconds_json
 from connect_sync.transforms.messages import drop_repeated
-from connect_sync.transforms.values import Field, as_arrow, as_series, json_ready, missing_mask
+from connect_sync.transforms.values import (
+    INVALID_TIMESTAMP,
+    Field,
+    as_arrow,
+    as_series,
+    beyond_iso,
+    json_column,
+    missing_mask,
+    null_where,
+)
 
 MAX_EVENT_NAME = 200
 REJECTED_COLUMNS = ["message_id", "user_id", "reason"]
@@ -24,29 +34,40 @@ REJECTED_COLUMNS = ["message_id", "user_id", "reason"]
 
 @dataclass
 class TrackPayloads:
-    """Payloads in send order with their message ids; rejected rows with their reasons."""
+    """Payloads in send order with their message ids; rejected rows with their reasons
+    (`quality`, by reason); values left out of payloads that were sent (`left_out`, by
+    reason: data-quality counts, not rejections)."""
 
     message_ids: list[str]
     payloads: list[bytes]  # one JSON object per track, keys sorted
     rejected: pd.DataFrame
     quality: Counter[str] = field(default_factory=Counter)
+    left_out: Counter[str] = field(default_factory=Counter)
 
 
-def property_fields(event_table: pd.DataFrame) -> list[Field]:
-    """The event's own columns (not Segment's, not context) as typed fields."""
+def property_fields(event_table: pd.DataFrame, quality: Counter[str] | None = None) -> list[Field]:
+    """The event's own columns (not Segment's, not context) as typed fields. A value that
+    cannot be sent (an infinite timestamp, ...) is left out and counted in `quality` by
+    reason; so is a column whose type has no JSON form (`values.json_column`)."""
     fields = []
     for key in custom_columns(event_table.columns):
         array = as_arrow(event_table[key])
         if array is None:
             array = pa.array(event_table[key].astype("string"))
-        fields.append(Field(key, json_ready(array)))
+        ready, dropped = json_column(key, array)
+        if quality is not None:
+            quality.update(dropped)
+        if ready is not None:
+            fields.append(Field(key, ready))
     return fields
 
 
-def property_texts(event_table: pd.DataFrame) -> pa.Array:
+def property_texts(event_table: pd.DataFrame, quality: Counter[str] | None = None) -> pa.Array:
     """The properties object of each row of an event table, as JSON text (typed, keys
-    sorted, no nulls; null when the row has no property), in the table's row order."""
-    objects = json_objects(property_fields(event_table), len(event_table)).to_arrow()
+    sorted, no nulls; null when the row has no property), in the table's row order.
+    `quality`: where the values left out are counted (`property_fields`)."""
+    fields = property_fields(event_table, quality)
+    objects = json_objects(fields, len(event_table)).to_arrow()
     return objects.cast(pa.string()) if objects.type != pa.string() else objects
 
 
@@ -88,12 +109,13 @@ def track_payloads(
     `properties`: JSON text by message id (`property_objects`), or one text per row of
     `tracks`, null where it has none (`property_texts` of the matching rows).
 
-    `tracks` carries `canonical_id`: the user id, else the canonical id of the anonymous
-    id. A row without one, or whose event name is over 200 characters (or missing), is
-    rejected with its reason instead.
+    `tracks` carries the canonical id (`identity_columns.CANONICAL`): the user id, else
+    the canonical id of the anonymous id (`identity_columns.who`, then the graph). A row
+    without one, or whose event name is over 200 characters (or missing), is rejected
+    with its reason instead.
     """
     n = len(tracks)
-    user_id = _text(tracks, "canonical_id")
+    user_id = _text(tracks, canonical_column(tracks))
     name = event_names(tracks)
     too_long = pc.fill_null(pc.greater(pc.utf8_length(name), MAX_EVENT_NAME), False)
     reasons = np.full(n, None, dtype=object)
@@ -112,6 +134,7 @@ def track_payloads(
         columns=REJECTED_COLUMNS,
     )
     quality = Counter(rejected["reason"].tolist())
+    left_out: Counter[str] = Counter()
 
     good = np.flatnonzero(~bad)
     take = pa.array(good)
@@ -125,9 +148,14 @@ def track_payloads(
         stamps = as_arrow(tracks["timestamp"])
         if stamps is None or not pa.types.is_timestamp(stamps.type):
             stamps = pa.array(pd.to_datetime(tracks["timestamp"], utc=True, errors="coerce"))
-        fields.append(Field("timestamp", unix_seconds_json(stamps.take(take)), encoded=True))
+        stamps = stamps.take(take)
+        beyond = beyond_iso(stamps)  # `infinity`: the event is sent without a time
+        if beyond.any():
+            left_out[INVALID_TIMESTAMP] += int(np.count_nonzero(beyond))
+            stamps = null_where(stamps, beyond)
+        fields.append(Field("timestamp", unix_seconds_json(stamps), encoded=True))
     payloads = json_records(fields, len(good))
-    return TrackPayloads(kept_ids, payloads, rejected, quality)
+    return TrackPayloads(kept_ids, payloads, rejected, quality, left_out)
 
 
 def _property_texts(properties: pd.Series, message_ids: list[str]) -> pa.Array:

@@ -33,6 +33,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+from connect_sync.transforms.identity_columns import blank_text_as_null
 from connect_sync.transforms.latest_kernel import last_by_keys
 from connect_sync.transforms.values import positions_in
 from scipy.sparse import coo_matrix
@@ -180,9 +181,11 @@ def _epoch_us(values: pd.Series) -> np.ndarray:
 
 
 def _strings(values: pd.Series) -> pa.Array:
-    """Ids as one Arrow string array, whatever type the driver returned."""
+    """Ids as one Arrow string array, whatever type the driver returned; a blank id
+    (empty or whitespace: Segment's `user_id = ''`) is no id."""
     array = pa.array(values.astype(pd.ArrowDtype(pa.large_string())))
-    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    return blank_text_as_null(array)
 
 
 def _encode(ids: pa.Array) -> tuple[np.ndarray, pa.Array]:

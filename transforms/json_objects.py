@@ -13,6 +13,7 @@ from the same fields: the change-detection fingerprints of earlier runs stay val
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from functools import partial
 from itertools import compress
 from typing import NamedTuple
@@ -33,9 +34,27 @@ from connect_sync.transforms.json_kernels import (
     write_lists,
     write_objects,
 )
-from connect_sync.transforms.values import Field, epoch_units, missing_mask, text_buffers
+from connect_sync.transforms.values import (
+    Field,
+    decimal_json_text,
+    epoch_units,
+    missing_mask,
+    text_buffers,
+)
 
-_DUMPS_SORTED = partial(orjson.dumps, option=orjson.OPT_SORT_KEYS)
+
+def _exact(value: object) -> orjson.Fragment:
+    """orjson's `default`: a Decimal (inside a list or object) written from its digits."""
+    if isinstance(value, Decimal):
+        return orjson.Fragment(decimal_json_text(pa.array([value])).to_pylist()[0])
+    raise TypeError(f"{type(value).__name__} has no JSON form")
+
+
+_DUMPS_SORTED = partial(orjson.dumps, option=orjson.OPT_SORT_KEYS, default=_exact)
+#: Nested values: maps' keys may be numbers (written as text, as JSON keys must be).
+_DUMPS_NESTED = partial(
+    orjson.dumps, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=_exact
+)
 _TEXT = pl.String
 
 
@@ -54,9 +73,11 @@ def _written_by_polars(kind: pa.DataType) -> bool:
     return (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and _scalar(kind.value_type)
 
 
-def python_json(values: Sequence[object], missing: np.ndarray) -> pa.Array:
-    """JSON text of Python values by orjson (keys sorted), null where `missing`."""
-    texts = pa.array(list(map(_DUMPS_SORTED, compress(values, ~missing))), pa.binary())
+def python_json(values: Sequence[object], missing: np.ndarray, *, nested: bool = False) -> pa.Array:
+    """JSON text of Python values by orjson (keys sorted), null where `missing`; `nested`:
+    values from Arrow lists, structs and maps (map keys of any scalar type)."""
+    dumps = _DUMPS_NESTED if nested else _DUMPS_SORTED
+    texts = pa.array(list(map(dumps, compress(values, ~missing))), pa.binary())
     where = pa.array(np.cumsum(~missing) - 1, mask=missing)
     taken = texts.take(where) if len(texts) else pa.nulls(len(values), pa.binary())
     return taken.cast(pa.string())
@@ -129,6 +150,8 @@ def _member(field: Field) -> _Member | None:
             return _text_member(RAW, key, values.cast(pa.string()), present)
         ints = pc.fill_null(values.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
         return _Member(INT, key, present, ints)
+    if pa.types.is_decimal(kind):  # exact: the decimal's own digits, never a float
+        return _text_member(RAW, key, decimal_json_text(values), present)
     if pa.types.is_floating(kind):  # NaN and infinities are left out
         present &= pc.fill_null(pc.is_finite(values), False).to_numpy(zero_copy_only=False)
         floats = pc.fill_null(values.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
@@ -149,8 +172,9 @@ def _member(field: Field) -> _Member | None:
         inner = inner.str.strip_prefix('{"v":').str.strip_suffix("}")
         text = pl.DataFrame({"v": _series(values)}).select(inner).to_series().to_arrow()
         return _text_member(RAW, key, text, present)
-    # structs, maps, ...: orjson, keys sorted
-    return _text_member(RAW, key, python_json(values.to_pylist(), ~present), present)
+    # structs, maps, ...: orjson, keys sorted (maps as objects)
+    python = values.to_pylist(maps_as_pydicts="lossy")
+    return _text_member(RAW, key, python_json(python, ~present, nested=True), present)
 
 
 def _float_texts(floats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

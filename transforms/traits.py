@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from connect_sync.transforms.columns import LATEST_CONTEXT_COLUMNS, ORDER_COLUMNS, custom_columns
+from connect_sync.transforms.identity_columns import canonical_column
 from connect_sync.transforms.latest_kernel import latest_rows
 from connect_sync.transforms.threads import in_parallel, parallel_map
 from connect_sync.transforms.values import (
@@ -101,13 +102,17 @@ def chronological_rank(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _time_key(series: pd.Series) -> np.ndarray:
-    """A timestamp column as sortable int64 nanoseconds (nulls first)."""
+    """A timestamp column as sortable int64 units since the epoch, in the column's own unit
+    (nulls first). Never scaled to nanoseconds: int64 nanoseconds end in 2262, and year
+    9999 in microseconds times 1000 wrapped around to sort before 1970. Each key column is
+    only compared with itself, so units need not agree between columns."""
     array = as_arrow(series)
     if array is None or not (pa.types.is_timestamp(array.type) or pa.types.is_date(array.type)):
         array = pa.array(pd.to_datetime(series, utc=True, errors="coerce"))
-    ints, unit = epoch_units(array)
-    key = ints * (1_000_000_000 // unit) if unit < 1_000_000_000 else ints
-    key[missing_mask(array)] = np.iinfo(np.int64).min
+    key, _ = epoch_units(array)  # may be read-only (zero-copy): not written in place
+    missing = missing_mask(array)
+    if missing.any():
+        key = np.where(missing, np.iinfo(np.int64).min, key)
     return key
 
 
@@ -124,7 +129,7 @@ def _runs(sorted_codes: np.ndarray) -> np.ndarray:
 @paused_gc()
 def latest_traits(
     identifies: pd.DataFrame,
-    user_column: str = "canonical_id",
+    user_column: str | None = None,
     columns: list[str] | None = None,
     rank: np.ndarray | None = None,
 ) -> pd.DataFrame:
@@ -135,8 +140,10 @@ def latest_traits(
     trait columns and the context the identify payload reads (`context_timezone`), unless
     `columns` names others. Rows without a user id are left out. Dtypes are Arrow's, so
     integers stay integers and booleans booleans. `rank`: each row's place in time order
-    (`chronological_rank`), when the caller has it.
+    (`chronological_rank`), when the caller has it. `user_column`: the canonical id's
+    column, `identity_columns.CANONICAL` unless named.
     """
+    user_column = user_column or canonical_column(identifies)
     if columns is None:
         columns = custom_columns(identifies.columns)
         columns = [c for c in columns if c != user_column]
@@ -245,11 +252,12 @@ def _cleaned(text: pa.Array, lower: bool = True) -> pa.Array:
 
 @paused_gc()
 def device_tokens(
-    identifies: pd.DataFrame, user_column: str = "canonical_id", rank: np.ndarray | None = None
+    identifies: pd.DataFrame, user_column: str | None = None, rank: np.ndarray | None = None
 ) -> pd.DataFrame:
     """Per user with tokens (index: the user id), `apns` and `fcm`: every distinct token,
     newest first (Arrow lists of text; null when the user has none on that platform).
-    `rank`: as for `latest_traits`."""
+    `user_column` and `rank`: as for `latest_traits`."""
+    user_column = user_column or canonical_column(identifies)
     empty = pd.DataFrame(
         {p: pd.Series([], dtype=TOKEN_LISTS) for p in TOKEN_PLATFORMS},
         index=pd.Index([], name=user_column, dtype=object),

@@ -30,7 +30,7 @@ from connect_sync.transforms.values import (
     as_arrow,
     as_series,
     as_text,
-    json_ready,
+    json_column,
     missing_mask,
     null_where,
     object_array,
@@ -149,12 +149,14 @@ def _fields(
         lambda: _names(latest),
         lambda: _emails(latest, user_ids),
     ]
+    quality: Counter[str] = Counter()
     if attributes:
-        steps.insert(0, lambda: json_texts(attribute_fields(latest, zones.taken), len(latest)))
+        steps.insert(
+            0, lambda: json_texts(attribute_fields(latest, zones.taken, quality), len(latest))
+        )
     results = in_parallel(*steps)
     objects = results.pop(0) if attributes else None
     (phone, unparsed), token_columns, (first, last), (email, bad_email) = results
-    quality: Counter[str] = Counter()
     _count(quality, "invalid_email", bad_email)
     _count(quality, "unparsed_phone", unparsed)
     _count(quality, "invalid_timezone", zones.invalid)
@@ -184,9 +186,13 @@ def identify_fields(
     return frame, built.quality
 
 
-def attribute_fields(latest: pd.DataFrame, timezone_taken: np.ndarray) -> list[Field]:
+def attribute_fields(
+    latest: pd.DataFrame, timezone_taken: np.ndarray, quality: Counter[str] | None = None
+) -> list[Field]:
     """Every other trait column as a typed field; the `timezone` trait is left out where it
-    became the `timezone` field (whether from the context or itself)."""
+    became the `timezone` field (whether from the context or itself). A value that cannot
+    be sent (an infinite timestamp, ...) is left out and counted in `quality` by reason; so
+    is a column whose type has no JSON form (`values.json_column`)."""
     fields = []
     for key in attribute_columns(latest.columns):
         array = as_arrow(latest[key])
@@ -195,10 +201,14 @@ def attribute_fields(latest: pd.DataFrame, timezone_taken: np.ndarray) -> list[F
             missing = np.array([v is None for v in values], dtype=bool)
             fields.append(Field(key, values, missing))
             continue
-        array = json_ready(array)
+        ready, dropped = json_column(key, array)
+        if quality is not None:
+            quality.update(dropped)
+        if ready is None:
+            continue
         if key == "timezone":
-            array = null_where(array, timezone_taken)
-        fields.append(Field(key, array))
+            ready = null_where(ready, timezone_taken)
+        fields.append(Field(key, ready))
     return fields
 
 

@@ -9,16 +9,22 @@ JSON objects are tested against.
 from __future__ import annotations
 
 import gc
+import logging
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from itertools import compress, repeat
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+
+log = logging.getLogger(__name__)
 
 ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
 _UNIT_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
@@ -175,8 +181,27 @@ def epoch_units(array: pa.Array) -> tuple[np.ndarray, int]:
     return ints, unit
 
 
+#: The seconds since the epoch of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
+_FIRST_SECOND, _LAST_SECOND = -62_135_596_800, 253_402_300_799
+
+
+def beyond_iso(array: pa.Array) -> np.ndarray:
+    """True where a timestamp is not missing but outside the years 0001-9999 (`infinity`
+    is stored as an int64 extreme): a time no payload can carry."""
+    ints, unit = epoch_units(array)
+    secs = np.floor_divide(ints, unit)
+    return ~missing_mask(array) & ((secs < _FIRST_SECOND) | (secs > _LAST_SECOND))
+
+
 def iso_utc(array: pa.Array) -> pa.Array:
-    """Timestamps as ISO-8601 UTC strings with second precision: `2024-05-01T12:00:00Z`.
+    """Timestamps as ISO-8601 UTC strings with second precision: `2024-05-01T12:00:00Z`;
+    null where missing or outside the years 0001-9999 (see `iso_utc_checked`)."""
+    return iso_utc_checked(array)[0]
+
+
+def iso_utc_checked(array: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """`iso_utc`, and where a value is not a timestamp ISO-8601 can write: outside the years
+    0001-9999, such as PostgreSQL's and DuckDB's `infinity` (the int64 extremes).
 
     Naive timestamps are taken as UTC (as Segment writes them). Formatted with integer
     arithmetic into one byte buffer (Arrow's strftime costs about 1 µs a value).
@@ -188,9 +213,7 @@ def iso_utc(array: pa.Array) -> pa.Array:
     sod = secs - days * 86_400
     year, month, day = _civil_from_days(days)
     valid = ~missing_mask(array)
-    if ((year < 1) | (year > 9999))[valid].any():  # outside what four digits can say
-        floored = pc.floor_temporal(array, unit="second")
-        return pc.strftime(pc.cast(floored, pa.timestamp("s", tz="UTC")), ISO_UTC)
+    invalid = valid & ((year < 1) | (year > 9999))  # outside what four digits can say
     text = np.empty((n, 20), dtype=np.uint8)
     zero = ord("0")
     for position, divisor in enumerate((1000, 100, 10, 1)):
@@ -206,7 +229,7 @@ def iso_utc(array: pa.Array) -> pa.Array:
     text[:, 18] = zero + sod % 10
     offsets = np.arange(0, 20 * (n + 1), 20, dtype=np.int32)
     strings = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
-    return null_where(strings, ~valid)
+    return null_where(strings, ~valid | invalid), invalid
 
 
 def _civil_from_days(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -242,11 +265,42 @@ def blank_as_null(text: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(pc.binary_length(text), 0), pa.scalar(None, text.type), text)
 
 
-def json_ready(array: pa.Array) -> pa.Array:
+#: Why a value or a column is left out of a payload (the report's quality counters).
+INVALID_TIMESTAMP = "invalid_timestamp"  # infinite, or outside the years 0001-9999
+INVALID_DATE = "invalid_date"  # likewise
+INVALID_NUMBER = "invalid_number"  # a NUMERIC `NaN` or `Infinity`
+UNMAPPABLE = "unmappable_type"  # the values of a column whose type has no JSON form
+
+
+class Unmappable(TypeError):
+    """A column type with no JSON form: the column is left out and reported, never sent."""
+
+
+def json_column(key: str, array: pa.Array) -> tuple[pa.Array | None, Counter[str]]:
+    """`json_ready` for one payload key, and the values left out by reason. A column whose
+    type has no JSON form is None (left out, logged, its values counted as UNMAPPABLE):
+    one odd column never stops a run."""
+    quality: Counter[str] = Counter()
+    try:
+        return json_ready(array, quality), quality
+    except (Unmappable, pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        log.warning("column %r of type %s has no JSON form, left out: %s", key, array.type, exc)
+        quality.clear()
+        if values := len(array) - array.null_count:
+            quality[UNMAPPABLE] += values
+        return None, quality
+
+
+def json_ready(array: pa.Array, quality: Counter[str] | None = None) -> pa.Array:
     """The column as JSON-ready values of its own type; null where the key is left out.
 
     Integers and booleans keep their type, floats lose NaN and infinities, empty strings
-    become null, timestamps become ISO-8601 UTC strings, dates `YYYY-MM-DD`.
+    become null, timestamps become ISO-8601 UTC strings, dates `YYYY-MM-DD`, times
+    `HH:MM:SS[.ffffff]`, durations and intervals ISO-8601 durations (`P1DT2H`), bytes
+    base64, decimals stay exact (written as JSON numbers from their digits, integers as
+    integers), lists and structs element-wise. A timestamp or date that cannot be written,
+    or a NUMERIC NaN, is null and counted in `quality` by reason. Raises `Unmappable` (or
+    an Arrow error) for a type with no JSON form (see `json_column`).
     """
     kind = array.type
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind):
@@ -256,23 +310,237 @@ def json_ready(array: pa.Array) -> pa.Array:
         return pc.if_else(pc.is_finite(array), array, pa.scalar(None, pa.float64()))
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return blank_as_null(array)
+    if pa.types.is_string_view(kind):
+        return blank_as_null(array.cast(pa.string()))
     if pa.types.is_timestamp(kind):
-        return iso_utc(array)
+        text, invalid = iso_utc_checked(array)
+        _count(quality, INVALID_TIMESTAMP, invalid)
+        return text
     if pa.types.is_decimal(kind):
-        target = pa.int64() if kind.scale == 0 else pa.float64()
+        return _decimal_ready(array)
+    if pa.types.is_date(kind):
+        days = pc.fill_null(array.cast(pa.int32() if pa.types.is_date32(kind) else pa.int64()), 0)
+        if pa.types.is_date64(kind):
+            days = pc.divide(days, 86_400_000)
+        year = _civil_from_days(np.asarray(days.to_numpy(zero_copy_only=False), np.int64))[0]
+        invalid = ~missing_mask(array) & ((year < 1) | (year > 9999))
+        _count(quality, INVALID_DATE, invalid)
+        return null_where(null_where(array, invalid).cast(pa.string()), invalid)
+    if pa.types.is_time(kind):  # `12:34:56`, `12:34:56.5`: no trailing fractional zeros
+        text = pc.replace_substring_regex(array.cast(pa.string()), r"(\.[0-9]*?)0+$", r"\1")
+        return pc.replace_substring_regex(text, r"\.$", "")
+    if pa.types.is_duration(kind) or pa.types.is_interval(kind):
+        return iso_durations(array)
+    if (
+        pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_fixed_size_binary(kind)
+        or pa.types.is_binary_view(kind)
+    ):
+        return base64_text(array)
+    if isinstance(kind, pa.BaseExtensionType):
+        return _extension_ready(array, quality)
+    if (
+        pa.types.is_list(kind)
+        or pa.types.is_large_list(kind)
+        or pa.types.is_fixed_size_list(kind)
+        or pa.types.is_struct(kind)
+        or pa.types.is_map(kind)
+    ):
+        return nested_ready(array, quality)
+    raise Unmappable(f"no JSON form for {kind}")
+
+
+def _count(quality: Counter[str] | None, reason: str, where: np.ndarray) -> None:
+    if quality is not None and (count := int(np.count_nonzero(where))):
+        quality[reason] += count
+
+
+def _decimal_ready(array: pa.Array) -> pa.Array:
+    """Whole decimals that fit as int64 (integers stay integers), others as they are
+    (written from their digits, `decimal_json_text`)."""
+    if array.type.scale == 0:
         try:
-            return json_ready(array.cast(target))
-        except pa.ArrowInvalid:
-            return json_ready(array.cast(pa.float64(), safe=False))
-    if pa.types.is_date(kind) or pa.types.is_time(kind) or pa.types.is_duration(kind):
-        return array.cast(pa.string())
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        try:
-            return json_ready(array.cast(pa.string()))
-        except pa.ArrowInvalid:
-            text = [None if v is None else v.decode("utf-8", "replace") for v in array.to_pylist()]
-            return json_ready(pa.array(text, pa.string()))
-    return array  # nested values: lists and objects are JSON as they are
+            return array.cast(pa.int64())
+        except pa.ArrowInvalid:  # beyond int64: written from the digits
+            return array
+    return array
+
+
+def decimal_json_text(array: pa.Array) -> pa.Array:
+    """Decimals as JSON number text written from their digits (never through a float):
+    `858.18`, trailing fractional zeros trimmed to one (`5.0`, as a float would be written),
+    whole numbers of scale 0 as integers; null where missing."""
+    text = array.cast(pa.string())
+    scientific = pc.fill_null(pc.match_substring(text, "E"), False)
+    if pc.any(scientific).as_py():  # Arrow writes |x| < 1e-6 as `1.000E-7`: a few rows
+        rows = np.flatnonzero(scientific.to_numpy(zero_copy_only=False))
+        plain = text.to_pylist()
+        for row in rows:
+            plain[row] = _plain_decimal(plain[row])
+        text = pa.array(plain, pa.string())
+    if array.type.scale <= 0:
+        return text
+    trimmed = pc.replace_substring_regex(text, r"^(-?\d+\.\d*?)0+$", r"\1")
+    return pc.replace_substring_regex(trimmed, r"\.$", ".0")
+
+
+def _plain_decimal(text: str) -> str:
+    """A decimal in scientific notation written out in full (`1.000E-7`: `0.0000001000`)."""
+    return format(Decimal(text), "f")
+
+
+def _extension_ready(array: pa.Array, quality: Counter[str] | None) -> pa.Array:
+    """Extension types (the readers turn UUIDs, JSON and network addresses into text):
+    PostgreSQL NUMERIC (ADBC's opaque text) as exact numbers, other types stored as text
+    as that text; the rest unmappable."""
+    kind = array.type
+    storage = (
+        array.storage if isinstance(array, pa.ExtensionArray) else array.cast(kind.storage_type)
+    )
+    if isinstance(kind, pa.OpaqueType) and kind.type_name == "numeric":
+        return _numeric_ready(storage, quality)
+    if pa.types.is_string(storage.type) or pa.types.is_large_string(storage.type):
+        return blank_as_null(storage.cast(pa.string()))
+    name = getattr(kind, "type_name", None) or getattr(kind, "extension_name", kind)
+    raise Unmappable(f"no JSON form for the extension type {name}")
+
+
+_NUMBER = r"^-?[0-9]+(\.[0-9]+)?$"  # how PostgreSQL writes a finite NUMERIC
+
+
+def _numeric_ready(text: pa.Array, quality: Counter[str] | None) -> pa.Array:
+    """PostgreSQL NUMERIC sent as text (ADBC) as exact decimals: `NaN` and `Infinity`
+    left out and counted; a value with more digits than decimal256 holds is unmappable."""
+    text = text.cast(pa.string())
+    number = pc.fill_null(pc.match_substring_regex(text, _NUMBER), True)
+    invalid = ~number.to_numpy(zero_copy_only=False)
+    _count(quality, INVALID_NUMBER, invalid)
+    text = null_where(text, invalid)
+    whole = pc.binary_length(pc.replace_substring_regex(text, r"^-|\..*$", ""))
+    fraction = pc.binary_length(pc.replace_substring_regex(text, r"^-?[0-9]*\.?", ""))
+    scale = pc.max(fraction).as_py() or 0
+    precision = max((pc.max(whole).as_py() or 1) + scale, 1)
+    if precision > 76:
+        raise Unmappable(f"NUMERIC with {precision} digits")
+    target = pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(76, scale)
+    return _decimal_ready(text.cast(target))
+
+
+def base64_text(array: pa.Array) -> pa.Array:
+    """Bytes as standard base64 text (`YWJj`); null where missing."""
+    if not (pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type)):
+        array = array.cast(pa.large_binary())
+    encoded = pl.Series(array).bin.encode("base64").to_arrow()
+    return encoded.cast(pa.string())
+
+
+def iso_durations(array: pa.Array) -> pa.Array:
+    """Durations and intervals as ISO-8601 durations: `P1Y2M3DT4H5M6.5S`, zero parts left
+    out (`PT0S` for none), each negative part with its sign (`P-1D`); null where missing."""
+    kind, n = array.type, len(array)
+    if pa.types.is_duration(kind):
+        per_second = _UNIT_PER_SECOND[kind.unit]
+        raw = pc.fill_null(array.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+        months = days = np.zeros(n, dtype=np.int64)
+        seconds, fraction = np.divmod(np.abs(raw), per_second)
+        nanos = np.sign(raw) * fraction * (1_000_000_000 // per_second)
+        seconds = np.sign(raw) * seconds
+    elif kind == pa.month_day_nano_interval():
+        fields = np.dtype([("months", "<i4"), ("days", "<i4"), ("nanos", "<i8")])
+        values = np.frombuffer(array.buffers()[1], dtype=fields)[array.offset : array.offset + n]
+        months, days = values["months"].astype(np.int64), values["days"].astype(np.int64)
+        raw = values["nanos"]
+        seconds = np.sign(raw) * (np.abs(raw) // 1_000_000_000)
+        nanos = np.sign(raw) * (np.abs(raw) % 1_000_000_000)
+    else:
+        raise Unmappable(f"no JSON form for {kind}")
+    parts = {
+        "y": np.sign(months) * (np.abs(months) // 12),
+        "mo": np.sign(months) * (np.abs(months) % 12),
+        "d": days,
+        "h": np.sign(seconds) * (np.abs(seconds) // 3600),
+        "mi": np.sign(seconds) * (np.abs(seconds) // 60 % 60),
+        "s": np.sign(seconds) * (np.abs(seconds) % 60),
+        "ns": nanos,
+    }
+    frame = pl.DataFrame({k: pl.Series(v, dtype=pl.Int64) for k, v in parts.items()})
+
+    def part(column: str, suffix: str) -> pl.Expr:
+        value = pl.col(column)
+        return pl.when(value != 0).then(value.cast(pl.String) + suffix).otherwise(pl.lit(""))
+
+    negative = (pl.col("s") < 0) | (pl.col("ns") < 0)
+    fraction = (pl.col("ns").abs() + 1_000_000_000).cast(pl.String).str.slice(1)
+    fraction = fraction.str.strip_chars_end("0")
+    second = (
+        pl.when((pl.col("s") != 0) | (pl.col("ns") != 0))
+        .then(
+            pl.when(negative).then(pl.lit("-")).otherwise(pl.lit(""))
+            + pl.col("s").abs().cast(pl.String)
+            + pl.when(pl.col("ns") != 0).then("." + fraction).otherwise(pl.lit(""))
+            + "S"
+        )
+        .otherwise(pl.lit(""))
+    )
+    date = part("y", "Y") + part("mo", "M") + part("d", "D")
+    time = part("h", "H") + part("mi", "M") + second
+    text = (
+        pl.when((date == "") & (time == ""))
+        .then(pl.lit("PT0S"))
+        .otherwise("P" + date + pl.when(time != "").then("T" + time).otherwise(pl.lit("")))
+    )
+    out = frame.select(text).to_series().to_arrow().cast(pa.string())
+    return null_where(out, missing_mask(array))
+
+
+def nested_ready(array: pa.Array, quality: Counter[str] | None = None) -> pa.Array:
+    """Lists, structs and maps with every element JSON-ready (timestamps as ISO text, bytes
+    as base64, ...); text, numbers and booleans inside are kept as they are (an empty
+    string stays one), and the array itself when nothing inside changes."""
+    kind = array.type
+    if not _needs_work(kind):
+        return array
+    mask = pc.is_null(array) if array.null_count else None
+    if pa.types.is_struct(kind):
+        children = [nested_ready(child, quality) for child in array.flatten()]
+        names = [kind.field(i).name for i in range(kind.num_fields)]
+        return pa.StructArray.from_arrays(children, names=names, mask=mask)
+    if pa.types.is_map(kind):
+        keys = nested_ready(array.keys, quality)
+        items = nested_ready(array.items, quality)
+        return pa.MapArray.from_arrays(array.offsets, keys, items, mask=mask)
+    if pa.types.is_fixed_size_list(kind):
+        array = array.cast(pa.list_(kind.value_field))
+        kind = array.type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        values = nested_ready(array.values, quality)
+        make = pa.LargeListArray if pa.types.is_large_list(kind) else pa.ListArray
+        return make.from_arrays(array.offsets, values, mask=mask)
+    ready = json_ready(array, quality)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return array  # an empty string inside a list or object is sent as one
+    return ready
+
+
+def _needs_work(kind: pa.DataType) -> bool:
+    """Whether a (nested) type holds values not written inside JSON as they are."""
+    if (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_null(kind)
+    ):
+        return False
+    if pa.types.is_map(kind):
+        return _needs_work(kind.key_type) or _needs_work(kind.item_type)
+    if pa.types.is_struct(kind):
+        return any(_needs_work(kind.field(i).type) for i in range(kind.num_fields))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _needs_work(kind.value_type)
+    return True
 
 
 def to_python(array: pa.Array) -> list[Any]:
@@ -289,6 +557,10 @@ def to_python(array: pa.Array) -> list[Any]:
         return strings[codes].tolist()
     if pa.types.is_integer(kind):
         return pc.fill_null(array, 0).to_numpy(zero_copy_only=False).tolist()
+    if pa.types.is_decimal(kind):  # exact: embedded as the digits `decimal_json_text` writes
+        return [
+            None if t is None else orjson.Fragment(t) for t in decimal_json_text(array).to_pylist()
+        ]
     if pa.types.is_floating(kind) or pa.types.is_boolean(kind):
         if pa.types.is_boolean(kind):
             array = pc.fill_null(array, False)

@@ -12,6 +12,10 @@ Three ways to read, the fastest one the backend has:
 
 Every batch is normalized to one schema per Segment type (`timestamp[us, UTC]`, `string`,
 `int64`, `double`, `bool`), so the DataFrames are identical whichever path read them.
+Other types keep their exact Arrow type for the transforms to write as JSON: decimals
+(never floats), `uint64` (UBIGINT beyond int64), intervals, bytes, lists and structs.
+UUIDs, JSON and PostgreSQL network addresses become text, PostgreSQL `money` its amount
+(a decimal), and a DB-API value Arrow has no type for its text: no column type stops a read.
 Memory is bounded by `chunk_size` rows per batch: nothing here holds a whole result
 unless `read_frame`/`read_arrow` is asked for it.
 """
@@ -19,11 +23,12 @@ unless `read_frame`/`read_arrow` is asked for it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,6 +45,8 @@ UTC_MICROS = pa.timestamp("us", tz="UTC")
 
 def normalize_type(dtype: pa.DataType) -> pa.DataType:
     """The Segment-canonical Arrow type for a driver's type."""
+    if isinstance(dtype, pa.BaseExtensionType):
+        return pa.string() if _extension_as_text(dtype) is not None else dtype
     if pa.types.is_timestamp(dtype):
         return UTC_MICROS  # timestamps without a zone (Redshift, Snowflake NTZ) are UTC
     if pa.types.is_dictionary(dtype):
@@ -50,11 +57,77 @@ def normalize_type(dtype: pa.DataType) -> pa.DataType:
         or pa.types.is_string_view(dtype)
     ):
         return pa.string()
+    if pa.types.is_uint64(dtype):
+        return dtype  # UBIGINT: values above the int64 maximum would not fit
     if pa.types.is_integer(dtype):
         return pa.int64()
-    if pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
-        return pa.float64()  # NUMBER/NUMERIC columns (Snowflake, Redshift) as floats
-    return dtype
+    if pa.types.is_floating(dtype):
+        return pa.float64()
+    return dtype  # decimals stay exact; the transforms write each type's JSON
+
+
+# -- types the drivers hand over as extensions: their text ----------------------------------
+
+
+def _uuid_text(storage: pa.Array) -> pa.Array:
+    """16-byte UUIDs as their canonical text (`8-4-4-4-12` lower-case hex)."""
+    n = len(storage)
+    octets = np.frombuffer(storage.buffers()[1], dtype=np.uint8)
+    octets = octets[storage.offset * 16 : (storage.offset + n) * 16].reshape(n, 16)
+    hexes = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    at = [i for i in range(36) if i not in (8, 13, 18, 23)]
+    text[:, at[0::2]] = hexes[octets >> 4]
+    text[:, at[1::2]] = hexes[octets & 15]
+    offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
+    strings = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
+    if not storage.null_count:
+        return strings
+    return pc.if_else(storage.is_valid(), strings, pa.scalar(None, pa.string()))
+
+
+def _inet_text(storage: pa.Array) -> pa.Array:
+    """PostgreSQL `inet`/`cidr` in their binary wire form (family, bits, is_cidr, length,
+    address: what ADBC passes on) as PostgreSQL writes them: `10.0.0.1`, `10.0.0.0/8`."""
+    import ipaddress
+
+    def text(raw: bytes | None) -> str | None:
+        if raw is None:
+            return None
+        bits, is_cidr, address = raw[1], raw[2], raw[4:]
+        ip = ipaddress.ip_address(address)
+        whole = bits == ip.max_prefixlen and not is_cidr
+        return str(ip) if whole else f"{ip}/{bits}"
+
+    return pa.array([text(v) for v in storage.to_pylist()], pa.string())
+
+
+def _mac_text(storage: pa.Array) -> pa.Array:
+    """PostgreSQL `macaddr`/`macaddr8` bytes as `08:00:2b:01:02:03`."""
+    texts = [None if v is None else ":".join(f"{b:02x}" for b in v) for v in storage.to_pylist()]
+    return pa.array(texts, pa.string())
+
+
+#: PostgreSQL types ADBC passes on as opaque bytes, and how each is written as text. Others
+#: stay as they are: `numeric` (opaque text) is made an exact number by the transforms, and
+#: a type with no JSON form is left out and reported there (`transforms.values`).
+_OPAQUE_AS_TEXT = {
+    "inet": _inet_text,
+    "cidr": _inet_text,
+    "macaddr": _mac_text,
+    "macaddr8": _mac_text,
+}
+
+
+def _extension_as_text(dtype: pa.DataType) -> Callable[[pa.Array], pa.Array] | None:
+    """How an extension type's storage becomes text; None when it stays as it is."""
+    if isinstance(dtype, pa.UuidType):
+        return _uuid_text
+    if isinstance(dtype, pa.JsonType):
+        return lambda storage: storage.cast(pa.string())
+    if isinstance(dtype, pa.OpaqueType) and dtype.vendor_name == "PostgreSQL":
+        return _OPAQUE_AS_TEXT.get(dtype.type_name)
+    return None
 
 
 def normalize_schema(schema: pa.Schema) -> pa.Schema:
@@ -65,6 +138,14 @@ def _normalize_column(array: pa.Array | pa.ChunkedArray, target: pa.DataType) ->
     dtype = array.type
     if dtype == target:
         return array
+    if isinstance(dtype, pa.BaseExtensionType):
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        as_text = _extension_as_text(dtype)
+        return array if as_text is None else as_text(array.storage)
+    if pa.types.is_timestamp(dtype) and dtype.unit == "ns":  # DuckDB TIMESTAMP_NS: to the µs
+        array = pc.cast(array, pa.timestamp("us", dtype.tz), safe=False)
+        dtype = array.type
     if pa.types.is_dictionary(dtype):
         array = (
             array.dictionary_decode()
@@ -94,8 +175,13 @@ def arrow_to_frame(table: pa.Table | pa.RecordBatch) -> pd.DataFrame:
     return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
+#: PostgreSQL `money`: an amount with two decimals (its usual `lc_monetary` scale).
+MONEY = pa.decimal128(38, 2)
+_MONEY_OID = 790
+
 #: PostgreSQL/Redshift type OIDs (psycopg, psycopg2 and ADBC report them) for Segment types.
 _PG_OIDS = {
+    _MONEY_OID: MONEY,
     16: pa.bool_(),
     20: pa.int64(),
     21: pa.int64(),
@@ -137,11 +223,30 @@ def rows_to_arrow(
     types = types or [None] * len(keys)
     arrays = []
     for col, dtype in zip(columns, types, strict=True):
-        array = pa.array(list(col))
+        array = _python_column(list(col), dtype)
         if pa.types.is_null(array.type):
             array = pa.nulls(len(array), dtype or pa.string())
         arrays.append(array)
     return normalize_batch(pa.RecordBatch.from_arrays(arrays, names=keys))
+
+
+def _python_column(values: list[Any], dtype: pa.DataType | None) -> pa.Array:
+    """One column of DB-API values as Arrow: its inferred type; PostgreSQL `money` text
+    (`$1,234.56`) as its amount; integers beyond int64 as uint64; any other value Arrow
+    has no type for (an IPv4Address, a Decimal NaN, ...) as its text."""
+    if dtype == MONEY and any(isinstance(v, str) for v in values):
+        amounts = pc.replace_substring_regex(pa.array(values, pa.string()), r"[^0-9.\-]", "")
+        return amounts.cast(MONEY)
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        pass
+    if all(v is None or (isinstance(v, int) and v >= 0) for v in values):
+        try:
+            return pa.array(values, pa.uint64())
+        except (pa.ArrowInvalid, OverflowError):
+            pass
+    return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 def _rechunk(reader: Iterator[pa.RecordBatch], chunk_size: int) -> Iterator[pa.RecordBatch]:
@@ -279,15 +384,55 @@ def _postgres_batches(
     except BaseException:
         adbc_conn.close()
         raise
+    money = _money_columns(driver, statement, reader.schema)
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
-            yield from _rechunk(reader, chunk_size)
+            for batch in _rechunk(reader, chunk_size):
+                yield _cents_as_money(batch, money) if money else batch
         finally:
             cursor.close()
             adbc_conn.close()
 
-    return reader.schema, batches()
+    schema = reader.schema
+    for i in money:
+        schema = schema.set(i, pa.field(schema.field(i).name, MONEY))
+    return schema, batches()
+
+
+def _money_columns(driver: Any, statement: str, schema: pa.Schema) -> list[int]:
+    """Positions of the `money` columns of a statement: ADBC hands them over as int64
+    cents with nothing to tell them from integers, so their types are asked of the server
+    (a describe of the statement on the psycopg connection: nothing runs)."""
+    import psycopg
+
+    if not isinstance(driver, psycopg.Connection) or not any(
+        pa.types.is_int64(f.type) for f in schema
+    ):
+        return []
+    try:
+        pgconn = driver.pgconn
+        prepared = pgconn.prepare(b"", statement.encode())
+        if prepared.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            return []
+        described = pgconn.describe_prepared(b"")
+        oids = [described.ftype(i) for i in range(described.nfields)]
+    except psycopg.Error as exc:
+        log.warning("cannot describe the statement's column types (%s)", exc)
+        return []
+    if len(oids) != len(schema):
+        return []
+    return [i for i, oid in enumerate(oids) if oid == _MONEY_OID]
+
+
+def _cents_as_money(batch: pa.RecordBatch, money: list[int]) -> pa.RecordBatch:
+    """The `money` columns (int64 cents) as exact amounts: the same integers read as
+    decimals of scale 2 (a decimal's storage is its unscaled integer)."""
+    columns = list(batch.columns)
+    for i in money:
+        cents = columns[i].cast(pa.decimal128(38, 0))
+        columns[i] = pa.Array.from_buffers(MONEY, len(cents), cents.buffers(), offset=cents.offset)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def _sqlalchemy_batches(

@@ -80,7 +80,7 @@ def test_json_ready_types():
     assert json_ready(pa.array([1.5, float("nan"), float("-inf")])).to_pylist() == [1.5, None, None]
     assert json_ready(pa.array(["a", "", None])).to_pylist() == ["a", None, None]
     assert json_ready(pa.array([date(2024, 5, 1)])).to_pylist() == ["2024-05-01"]
-    assert json_ready(pa.array([b"abc"], pa.binary())).to_pylist() == ["abc"]
+    assert json_ready(pa.array([b"abc"], pa.binary())).to_pylist() == ["YWJj"]  # base64
     assert json_ready(pa.array([True, None])).to_pylist() == [True, None]
 
 
@@ -178,3 +178,53 @@ def test_positions_in_refuses_repeated_keys():
     """A repeated key would add rows to the result: a caller's bug, not a lookup."""
     with pytest.raises(Exception, match="m:1"):
         positions_in(pa.array(["a", "b"]), pa.array(["a", "a"]))
+
+
+def test_json_ready_durations_and_intervals_as_iso_8601():
+    from connect_sync.transforms.values import iso_durations
+
+    nano = pa.MonthDayNano
+    intervals = pa.array(
+        [nano([14, 3, 3_723_500_000_000]), nano([0, -1, -1_000_000_000]), nano([0, 0, 0]), None],
+        pa.month_day_nano_interval(),
+    )
+    assert iso_durations(intervals).to_pylist() == ["P1Y2M3DT1H2M3.5S", "P-1DT-1S", "PT0S", None]
+    seconds = pa.array([90_061, -1, None], pa.duration("s"))
+    assert json_ready(seconds).to_pylist() == ["PT25H1M1S", "PT-1S", None]
+
+
+def test_json_ready_decimals_stay_exact():
+    from decimal import Decimal
+
+    from connect_sync.transforms.values import decimal_json_text
+
+    whole = pa.array([Decimal(2**70), Decimal(7), None], pa.decimal128(38, 0))
+    assert json_ready(whole).type == pa.decimal128(38, 0)  # beyond int64: kept exact
+    assert json_ready(pa.array([Decimal(7)], pa.decimal128(38, 0))).to_pylist() == [7]
+    cents = pa.array([Decimal("858.18"), Decimal("0E-10"), Decimal("-1E-7")], pa.decimal128(38, 10))
+    assert decimal_json_text(cents).to_pylist() == ["858.18", "0.0", "-0.0000001"]
+
+
+def test_json_ready_counts_dates_and_times_no_payload_can_carry():
+    from collections import Counter
+
+    quality: Counter[str] = Counter()
+    days = pa.array([19_844, 2**31 - 1, None], pa.int32()).view(pa.date32())
+    assert json_ready(days, quality).to_pylist() == ["2024-05-01", None, None]
+    assert quality == Counter({"invalid_date": 1})
+    times = pa.array([45_296_500_000, 0], pa.time64("us"))
+    assert json_ready(times).to_pylist() == ["12:34:56.5", "00:00:00"]
+
+
+def test_nested_values_are_made_json_ready_inside():
+    from decimal import Decimal
+
+    stamps = pa.array([[datetime(2024, 5, 1, tzinfo=UTC)], None], pa.list_(pa.timestamp("us")))
+    assert json_ready(stamps).to_pylist() == [["2024-05-01T00:00:00Z"], None]
+    struct = pa.array(
+        [{"b": b"\xaa", "p": Decimal("1.50")}],
+        pa.struct([("b", pa.binary()), ("p", pa.decimal128(4, 2))]),
+    )
+    assert json_ready(struct).to_pylist() == [{"b": "qg==", "p": Decimal("1.50")}]
+    texts = pa.array([["a", ""]], pa.list_(pa.string()))
+    assert json_ready(texts) is texts  # nothing inside to change: the same array
