@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from connect_sync.transforms.columns import custom_columns
 from connect_sync.transforms.events import REJECTED_COLUMNS
+from connect_sync.transforms.identity_columns import CANONICAL, LEGACY_CANONICAL, canonical_column
 from connect_sync.transforms.json_objects import json_records, json_texts
 from connect_sync.transforms.traits import latest_traits
 from connect_sync.transforms.values import (
@@ -33,7 +34,7 @@ GROUP_KEY_SEPARATOR = "\x1f"
 
 #: Columns of a groups row that are never group attributes (with Segment's own and the
 #: context columns): the group itself, and the user the caller resolved.
-NOT_TRAITS = frozenset({"group_id", "id", "canonical_id"})
+NOT_TRAITS = frozenset({"group_id", "id", CANONICAL, LEGACY_CANONICAL})
 
 _KEY = "\x1fkey"  # a name no warehouse column has
 
@@ -91,7 +92,7 @@ def group_payloads(rows: pd.DataFrame) -> GroupPayloads:
     caller removes rows it does not want considered (duplicates, out of scope) first.
     """
     n = len(rows)
-    user_ids = _blank_as_null(rows.get("canonical_id"), n)
+    user_ids = _blank_as_null(rows.get(canonical_column(rows)), n)
     group_ids = _blank_as_null(rows.get("group_id"), n)
     reasons = np.full(n, None, dtype=object)
     reasons[missing_mask(group_ids)] = "missing_group_id"

@@ -13,13 +13,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from connect_sync.transforms.columns import custom_columns
 from connect_sync.transforms.events import TrackPayloads, property_texts, track_payloads
+from connect_sync.transforms.identity_columns import CANONICAL, LEGACY_CANONICAL, canonical_column
 from connect_sync.transforms.values import as_text
 
 #: The event name prefix of each call table.
 EVENT_PREFIXES = {"pages": "[Segment Page]", "screens": "[Segment Screen]"}
 
 #: Columns the caller adds to the rows that are not properties of the call.
-NOT_PROPERTIES = frozenset({"canonical_id"})
+NOT_PROPERTIES = frozenset({CANONICAL, LEGACY_CANONICAL})
 
 
 def _text(column: pd.Series | None, n: int) -> pa.Array:
@@ -46,8 +47,8 @@ def page_payloads(rows: pd.DataFrame, table: str) -> TrackPayloads:
     """One track payload per row of a `pages` or `screens` table (`table` picks the
     prefix; KeyError for another table).
 
-    `rows` are deduplicated by `id` and in send order already, and carry `canonical_id`
-    (the user to send, as for `track_payloads`). A row without one is rejected
+    `rows` are deduplicated by `id` and in send order already, and carry the canonical id
+    (`CANONICAL`: the user to send, as for `track_payloads`). A row without one is rejected
     (`missing_user_id`), and so is one whose event name is over 200 characters
     (`event_name_too_long`); the others keep their order.
     """
@@ -56,7 +57,7 @@ def page_payloads(rows: pd.DataFrame, table: str) -> TrackPayloads:
     calls = pd.DataFrame(
         {
             "id": rows["id"],
-            "canonical_id": rows["canonical_id"],
+            CANONICAL: rows[canonical_column(rows)],
             "event_text": pd.arrays.ArrowExtensionArray(page_events(names, prefix)),
         },
         index=rows.index,

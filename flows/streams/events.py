@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -43,5 +44,8 @@ class EventsStream(MessageStream):
 
     def build(self, part: pd.DataFrame, at: np.ndarray, prepared: Any) -> TrackPayloads:
         tables, names, table_of, row_of = prepared
-        properties = chunk_properties(tables, names, table_of[at], row_of[at])
-        return track_payloads(part, properties)
+        left_out: Counter[str] = Counter()
+        properties = chunk_properties(tables, names, table_of[at], row_of[at], left_out)
+        built = track_payloads(part, properties)
+        built.left_out.update(left_out)
+        return built

@@ -8,8 +8,9 @@ from connect_sync.flows.context import RunContext
 from connect_sync.flows.streams.base import Stream, StreamResult
 from connect_sync.flows.streams.profiles import changed_only, ids_to_evaluate
 from connect_sync.transforms.groups import group_payloads
+from connect_sync.transforms.identity_columns import CANONICAL, who
 from connect_sync.transforms.messages import drop_repeated, unique_rows
-from connect_sync.transforms.rows import newest, who
+from connect_sync.transforms.rows import newest
 
 
 class GroupsStream(Stream):
@@ -45,7 +46,7 @@ class GroupsStream(Stream):
         keep = (nobody | context.in_scope(canonical)).to_numpy(dtype=bool, copy=True)
         if (first := unique_rows(rows["id"])) is not None:
             keep &= first
-        rows = rows[keep].assign(canonical_id=canonical[keep])
+        rows = rows[keep].assign(**{CANONICAL: canonical[keep]})
         touched_max = newest(rows, "uuid_ts")
         built = group_payloads(rows)
         context.report.quality.update(built.quality)

@@ -14,8 +14,9 @@ from connect_sync.flows.books import Booked
 from connect_sync.flows.context import RunContext
 from connect_sync.flows.streams.base import Stream, StreamResult
 from connect_sync.transforms.events import TrackPayloads
+from connect_sync.transforms.identity_columns import CANONICAL, who
 from connect_sync.transforms.messages import unique_rows
-from connect_sync.transforms.rows import newest, who
+from connect_sync.transforms.rows import newest
 from connect_sync.transforms.traits import chronological
 from connect_sync.warehouse.segment import Window
 
@@ -45,12 +46,12 @@ class MessageStream(Stream):
         window = context.window(self.cursor_table)
         rows = self.read(context, window)
         read_max = newest(rows, "uuid_ts")
-        rows = rows.assign(canonical_id=context.graph.resolve(who(rows)))
+        rows = rows.assign(**{CANONICAL: context.graph.resolve(who(rows))})
         # The rows to send, as positions in time order (the 2.5M-row frame is never copied
         # or sorted): the first row of each message, not delivered, in scope.
         at = chronological(rows)
         if context.options.partition is not None:  # a partition counts and looks up its own
-            at = at[context.in_scope(rows["canonical_id"].take(at)).to_numpy(dtype=bool)]
+            at = at[context.in_scope(rows[CANONICAL].take(at)).to_numpy(dtype=bool)]
         counts.read += len(at)
         ids = rows["id"].take(at)
         if (first := unique_rows(ids)) is not None:
@@ -62,7 +63,7 @@ class MessageStream(Stream):
             at = at[~ids.isin(done).to_numpy(dtype=bool)]
         counts.unchanged += len(done)
         if context.audience is not None:
-            at = at[context.in_scope(rows["canonical_id"].take(at)).to_numpy(dtype=bool)]
+            at = at[context.in_scope(rows[CANONICAL].take(at)).to_numpy(dtype=bool)]
         prepared = self.prepare(context, rows, at, window)
         stats = context.send(
             self.name,
@@ -89,6 +90,7 @@ class MessageStream(Stream):
         starts = range(0, len(at), chunk)
         for part, built in built_ahead(build, starts, context.settings.build_threads):
             context.report.quality.update(built.quality)
+            context.report.quality.update(built.left_out)  # values left out, items sent
             anonymous = [] if context.options.dry_run else _anonymous_profiles(part, built)
             yield (
                 ItemChunk(built.message_ids, built.payloads),
@@ -102,7 +104,7 @@ def _anonymous_profiles(part: pd.DataFrame, built: TrackPayloads) -> list[str]:
     if not built.message_ids:
         return []
     anonymous = part["user_id"].isna() & (
-        part["canonical_id"].astype("string") == part["anonymous_id"].astype("string")
+        part[CANONICAL].astype("string") == part["anonymous_id"].astype("string")
     ).fillna(False)
     sent = part["id"].astype(str).isin(built.message_ids)
     ids = part.loc[(anonymous & sent).to_numpy(dtype=bool), "anonymous_id"]

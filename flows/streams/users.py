@@ -10,8 +10,9 @@ from connect_sync.flows.context import RunContext
 from connect_sync.flows.streams.base import Stream, StreamResult
 from connect_sync.flows.streams.profiles import changed_only, ids_to_evaluate
 from connect_sync.transforms.columns import identify_read_columns
+from connect_sync.transforms.identity_columns import CANONICAL, who
 from connect_sync.transforms.messages import drop_repeated, unique_rows
-from connect_sync.transforms.rows import newest, who
+from connect_sync.transforms.rows import newest
 from connect_sync.transforms.traits import chronological_rank, device_tokens, latest_traits
 from connect_sync.transforms.users import IdentifyPayloads, identify_payloads, tokens_of
 from connect_sync.warehouse.engine import release_unused_memory
@@ -55,7 +56,7 @@ class UsersStream(Stream):
             keep &= first
         if not keep.all():
             canonical = canonical.where(keep)
-        identifies = identifies.assign(canonical_id=canonical)
+        identifies = identifies.assign(**{CANONICAL: canonical})
         del canonical
         if touched_max is None:
             touched_max = newest(identifies, "uuid_ts", rows=keep)

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from connect_sync.transforms.columns import identify_read_columns
 from connect_sync.transforms.groups import group_payloads
 from connect_sync.transforms.messages import drop_repeated
 from connect_sync.transforms.pages import page_payloads
@@ -125,11 +126,13 @@ def test_rows_for_ids_are_every_row_of_those_users(warehouse, monkeypatch) -> No
     monkeypatch.setattr(segment_module, "ID_CHUNK", 2)  # several IN lists where they are used
     source = _source(url, schema)
 
-    frame = source.rows_for_ids("groups", ["u1", "a1", "nobody", "it's"])
+    read = source.rows_for_ids("groups", ["u1", "a1", "nobody", "it's"])
 
-    assert frame is not None and list(frame.columns) == source.columns("groups")
+    assert read is not None and list(read.columns) == source.columns("groups")
+    assert sorted(read["id"]) == ["g-1", "g-2", "g-2", "g-5"]  # duplicates: the caller's
+    frame = drop_repeated(read, keep="last")  # as the groups stream keeps one per message
     # g-3 has a1 as its anonymous id but is u9's call: u9 is not asked for
-    assert sorted(frame["id"]) == ["g-1", "g-2", "g-5"]  # one row per message id
+    assert sorted(frame["id"]) == ["g-1", "g-2", "g-5"]
     assert frame.set_index("id").loc["g-2", "uuid_ts"] == pd.Timestamp(at(30))  # the last load
     assert frame["employees"].dtype == pd.ArrowDtype(pa.int64())
     assert source.rows_for_ids("screens", ["u1"]) is None
@@ -151,7 +154,9 @@ def test_identifies_of_ids_unchanged_by_the_generic_reader(warehouse, monkeypatc
         },
     )
     monkeypatch.setattr(segment_module, "ID_CHUNK", 1)
-    frame = _source(url, schema).identifies(["a1", "u1"])
+    source = _source(url, schema)
+    read = source.identifies(["a1", "u1"], identify_read_columns(source.columns("identifies")))
+    frame = drop_repeated(read, keep="last")  # i2 is a1's and u1's: read once per id chunk
     assert sorted(frame["id"]) == ["i1", "i2"]
     assert "context_ip" not in frame.columns  # still only the columns the users stream reads
 
