@@ -144,7 +144,9 @@ def test_events_page_in_chromium_after_a_demo_sync(sandbox, tmp_path: Path) -> N
     # the whole page: every name the sandbox received, with its count
     assert everything.counts == {row["event"]: row["last_24h"] for row in names}
     assert everything.users.strip() == f"{stats['users']} users"
-    assert sum(everything.counts.values()) == stats["events"] == report.events_sent
+    tracks_sent = report.events_sent + report.pages_sent + report.screens_sent
+    assert sum(everything.counts.values()) == stats["events"] == tracks_sent
+    assert any(name.startswith("[Segment Page] ") for name in everything.counts)
     # the search: only matching names, and the count shown is the sandbox's own
     assert found.search_value == query
     assert busiest["event"] in found.counts
