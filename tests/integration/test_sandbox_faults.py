@@ -289,9 +289,7 @@ def test_drop_after_rate_stores_the_request_then_cuts_the_connection(sandbox, cl
     assert stats["events"] == 1 and stats["connections_dropped"] == stats["requests"] == 1
 
 
-def test_arrivals_record_every_api_request_in_order_and_reset_forgets_them(
-    sandbox, client
-) -> None:
+def test_arrivals_record_every_api_request_in_order_and_reset_forgets_them(sandbox, client) -> None:
     faults(sandbox, error_rate=1.0)
     before = time.time()
     send(sandbox, client, 2)
