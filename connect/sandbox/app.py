@@ -198,6 +198,8 @@ class SandboxApp:
             self.store.count("requests", rejected_items=_item_count(body))
             await _send(send, 400, _error_body(exc.message, exc.code))
             return
+        if faults.slow_answer_ms:  # stored already: a client that gives up re-sends it
+            await asyncio.sleep(faults.slow_answer_ms / 1000)
         if faults.drop_after_rate and self.injector.drop_after():
             # stored, but the client never hears so: the duplicate-maker of a flaky network
             self.store.count("connections_dropped")

@@ -24,6 +24,7 @@ FAULT_FIELDS = (
     "max_body_bytes",
     "throttle_first",
     "retry_after_s",
+    "slow_answer_ms",
 )
 
 
@@ -40,6 +41,7 @@ class Faults:
     max_body_bytes: int | None = None  # larger request bodies: 413
     throttle_first: int = 0  # the next N API requests: 429
     retry_after_s: int | None = None  # the Retry-After of every 429 (else computed)
+    slow_answer_ms: float = 0.0  # stored at once, answered this much later
 
     @property
     def active(self) -> bool:
@@ -51,6 +53,7 @@ class Faults:
             or self.drop_after_rate
             or self.max_body_bytes
             or self.throttle_first
+            or self.slow_answer_ms
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -72,10 +75,11 @@ class Faults:
             if not 0.0 <= value <= 1.0:
                 raise ValidationError(f"{name} must be between 0 and 1", "invalid_faults")
             values[name] = value
-        latency = _number(data.get("latency_ms"), "latency_ms", 0.0)
-        if latency < 0:
-            raise ValidationError("latency_ms must not be negative", "invalid_faults")
-        values["latency_ms"] = latency
+        for name in ("latency_ms", "slow_answer_ms"):
+            latency = _number(data.get(name), name, 0.0)
+            if latency < 0:
+                raise ValidationError(f"{name} must not be negative", "invalid_faults")
+            values[name] = latency
         limit = data.get("rate_limit_per_s")
         if limit is not None:
             limit = _number(limit, "rate_limit_per_s", 0.0)

@@ -93,7 +93,8 @@ class SandboxProcess:
 
     def set_faults(self, **faults: Any) -> dict[str, Any]:
         """Replace the injected faults (error_rate, rate_limit_per_s, latency_ms, drop_rate,
-        seed, drop_after_rate, max_body_bytes, throttle_first, retry_after_s); no arguments
+        seed, drop_after_rate, max_body_bytes, throttle_first, retry_after_s, slow_answer_ms);
+        no arguments
         turns them all off."""
         return self.http.post("/_sandbox/faults", json=faults).raise_for_status().json()
 

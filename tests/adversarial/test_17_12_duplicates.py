@@ -20,7 +20,7 @@ def items(n: int) -> list[tuple[str, dict]]:
 
 
 def test_answers_slower_than_the_timeout_are_waited_for_not_resent(sandbox) -> None:
-    sandbox.set_faults(latency_ms=1_200)  # the server stores everything, 1.2 s late
+    sandbox.set_faults(slow_answer_ms=1_200)  # stored at once, answered 1.2 s later
     config = ClientConfig(
         sandbox.api_url, sandbox.api_key, timeout_s=0.5, max_retries=2, backoff_base_s=0.01
     )

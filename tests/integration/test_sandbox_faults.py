@@ -43,6 +43,7 @@ def test_faults_are_set_read_validated_and_cleared_by_reset(sandbox) -> None:
         "max_body_bytes": None,
         "throttle_first": 0,
         "retry_after_s": None,
+        "slow_answer_ms": 0.0,
     }
     chosen = {"error_rate": 0.2, "rate_limit_per_s": 50, "latency_ms": 20, "drop_rate": 0.05}
     assert faults(sandbox, **chosen).json() == {
@@ -52,6 +53,7 @@ def test_faults_are_set_read_validated_and_cleared_by_reset(sandbox) -> None:
         "max_body_bytes": None,
         "throttle_first": 0,
         "retry_after_s": None,
+        "slow_answer_ms": 0.0,
     }
     assert sandbox.http.get("/_sandbox/faults").json()["drop_rate"] == 0.05
 
@@ -64,6 +66,7 @@ def test_faults_are_set_read_validated_and_cleared_by_reset(sandbox) -> None:
         {"max_body_bytes": -1},
         {"throttle_first": 1.5},
         {"retry_after_s": "soon"},
+        {"slow_answer_ms": -5},
     ):
         response = faults(sandbox, **bad)
         assert response.status_code == 400
@@ -315,3 +318,12 @@ def test_an_empty_batch_probe_is_answered_but_counted_nowhere(sandbox, client) -
     assert answers[0].json()["error"]["Code"] == "empty_batch"
     assert wrong.status_code == 401
     assert sandbox.stats()["requests"] == sandbox.stats()["unauthorized"] == 0
+
+
+def test_slow_answer_stores_at_once_and_answers_later(sandbox, client) -> None:
+    faults(sandbox, slow_answer_ms=1_000)
+
+    with pytest.raises(httpx.ReadTimeout):
+        client.post(f"{sandbox.api_url}/track", json=TRACK, timeout=0.3)
+
+    assert sandbox.stats()["events"] == 1  # stored although the client never heard so
