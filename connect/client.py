@@ -472,59 +472,62 @@ class ConnectClient:
         An answer slower than `timeout_s` is not given up at once (re-sending a request
         Connect is still processing would store it twice): the window shrinks, a probe
         goes to the server on another connection, and the answer is waited for until
-        the probe finds the server dead (refused, reset) or the lane's own timeout
-        (`slow_patience` x `timeout_s`) ends it. Raises what the lane raises."""
+        the probe finds the server dead (refused, reset: ReadTimeout is raised at once)
+        or the lane's own timeout (`slow_patience` x `timeout_s`) ends it. Raises what the
+        lane raises. The hot path costs one timer handle: no task, no extra await."""
         window = run.window
         await window.acquire()
+        task = asyncio.current_task()
+        assert task is not None
+        watch = _Watch(task, path)
+        timer = asyncio.get_running_loop().call_later(
+            self.config.timeout_s, self._on_slow, watch, window
+        )
         started = time.monotonic()
         outcome = BAD
         try:
-            request = asyncio.ensure_future(lane.post(path, body))
-            try:
-                done, _ = await asyncio.wait((request,), timeout=self.config.timeout_s)
-                if not done:
-                    window.decrease()
-                    await self._wait_while_alive(request, path)
-                answer = request.result()
-            except TRANSPORT_ERRORS as exc:
-                if not isinstance(exc, httpcore.TimeoutException | httpx.TimeoutException):
-                    outcome = NEUTRAL  # a cut connection says nothing about speed
-                raise
-            finally:
-                if not request.done():  # cancelled from outside
-                    request.cancel()
-                    outcome = NEUTRAL
+            answer = await lane.post(path, body)
             slow = time.monotonic() - started > self.config.timeout_s * SLOW_SHARE
             outcome = BAD if slow or answer.status_code >= 500 else GOOD
             return answer
+        except asyncio.CancelledError:
+            if watch.dead and task.uncancel() == 0:  # our cancel, nobody else's
+                raise httpcore.ReadTimeout(
+                    f"no answer in {self.config.timeout_s:g} s, and the server no longer answers"
+                ) from None
+            outcome = NEUTRAL
+            raise
+        except TRANSPORT_ERRORS as exc:
+            if not isinstance(exc, httpcore.TimeoutException | httpx.TimeoutException):
+                outcome = NEUTRAL  # a cut connection says nothing about speed
+            raise
         finally:
+            watch.finished = True
+            timer.cancel()
+            if watch.probe is not None and not watch.probe.done():
+                watch.probe.cancel()
             window.release(outcome)
 
-    async def _wait_while_alive(self, request: asyncio.Future[Answer], path: str) -> None:
-        """Wait for a slow `request` while a probe shows the server alive; cancel it (and
-        raise ReadTimeout) when the probe finds the server gone."""
+    def _on_slow(self, watch: _Watch, window: _Window) -> None:
+        """`timeout_s` passed without an answer: shrink the window and probe the server;
+        if the probe finds it gone, cancel the waiting request (`_post` raises)."""
+        window.decrease()
         remaining = self.config.timeout_s * (max(1.0, self.config.slow_patience) - 1)
         if remaining <= 0:
-            await asyncio.wait((request,))
             return
         probe = asyncio.ensure_future(self._alive(remaining))
-        try:
-            done, _ = await asyncio.wait((request, probe), return_when=asyncio.FIRST_COMPLETED)
-            if request in done:
+        watch.probe = probe
+
+        def probed(done: asyncio.Future[bool]) -> None:
+            if watch.finished or done.cancelled():
                 return
-            if probe.result():
-                log.info("Connect is slow but answering: still waiting for %s", path)
-                await asyncio.wait((request,))
-                return
-            request.cancel()
-            await asyncio.gather(request, return_exceptions=True)
-            raise httpcore.ReadTimeout(
-                f"no answer in {self.config.timeout_s:g} s, and the server no longer answers"
-            )
-        finally:
-            if not probe.done():
-                probe.cancel()
-                await asyncio.gather(probe, return_exceptions=True)
+            if done.result():
+                log.info("Connect is slow but answering: still waiting for %s", watch.path)
+            else:
+                watch.dead = True
+                watch.task.cancel()
+
+        probe.add_done_callback(probed)
 
     def _error_message(self, response: Answer | None) -> str:
         return self.config.redact(_error_message(response))
@@ -549,6 +552,17 @@ class _Run:
 
 
 GOOD, NEUTRAL, BAD = "good", "neutral", "bad"
+
+
+@dataclass(slots=True)
+class _Watch:
+    """One request that may turn slow: the task waiting for it, and its probe."""
+
+    task: asyncio.Task[Any]
+    path: str
+    probe: asyncio.Future[bool] | None = None
+    dead: bool = False  # the probe found the server gone: the task was cancelled
+    finished: bool = False
 
 
 class _Window:
