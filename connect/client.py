@@ -636,13 +636,16 @@ def _error_message(response: Answer | None) -> str:
     if response is None:
         return "no response"
     try:
-        error = orjson.loads(response.content).get("error", {})
-        return _one_line(str(error.get("Message") or error.get("message") or response.text))
-    except (orjson.JSONDecodeError, AttributeError):
+        parsed = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
         if not response.content:
             return f"HTTP {response.status_code} with an empty body"
         kind = response.headers.get("content-type", "no content type")
         return f"a non-JSON answer ({kind}): {_one_line(response.text)}"
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict):  # Connect's shape: {"error": {"Message", "Code"}}
+        return _one_line(str(error.get("Message") or error.get("message") or response.text))
+    return _one_line(response.text)
 
 
 def _one_line(text: str, limit: int = 300) -> str:
