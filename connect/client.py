@@ -36,6 +36,7 @@ import logging
 import random
 import ssl
 import time
+import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -204,8 +205,6 @@ class ClientConfig:
 
 def _describe(char: str) -> str:
     """A character named without showing the secret it belongs to."""
-    import unicodedata
-
     name = unicodedata.name(char, "") or ("a control character" if char < " " else "")
     return f"U+{ord(char):04X} {name}".rstrip()
 
