@@ -35,6 +35,11 @@ def run_event_loop(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 class Outbox(Protocol):
+    def check(self) -> None:
+        """Preflight before any data is read; raises a ConnectConfigurationError (exit 2)
+        when the destination cannot take deliveries. Takes seconds at most."""
+        ...
+
     def send(
         self,
         kind: str,
@@ -63,6 +68,12 @@ class ApiOutbox:
     def __init__(self, config: ClientConfig) -> None:
         self.client = ConnectClient(config)
 
+    def check(self) -> None:
+        """`ConnectClient.check`: raises ConnectUnreachable, AuthenticationError or
+        EndpointError (all ConnectConfigurationError) unless Connect answers and takes the
+        key. One request, no data sent, nothing stored."""
+        run_event_loop(self.client.check())
+
     def send(self, kind, items, on_ack=None, on_progress=None) -> DeliveryStats:
         return run_event_loop(self.client.deliver(kind, items, on_ack, on_progress))
 
@@ -83,6 +94,10 @@ class DryRunOutbox:
         self.path = output
         self._file: IO[bytes] | None = open(output, "wb") if output else None  # noqa: SIM115
         self.count = 0
+
+    def check(self) -> None:
+        """Nothing to reach: a dry run needs neither the API nor a key."""
+        return None
 
     def send(self, kind, items, on_ack=None, on_progress=None) -> DeliveryStats:
         items = list(items)

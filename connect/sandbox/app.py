@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -51,6 +53,10 @@ EMPTY_200 = (
     {"type": "http.response.body", "body": b""},
 )
 PAGE_EVENTS_LIMIT = 200
+#: API request arrivals kept for GET /_sandbox/arrivals (the oldest are forgotten).
+ARRIVALS_KEPT = 100_000
+#: The body of a preflight probe: an empty batch (answered 400, counted nowhere).
+PROBE_BODY = b"[]"
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -78,6 +84,8 @@ class SandboxApp:
         self.api_key = api_key.encode()
         self.store = store if store is not None else MemoryStore()
         self.injector = FaultInjector(faults)
+        #: (wall time, path) of every API request as it arrived, before any fault
+        self.arrivals: deque[tuple[float, str]] = deque(maxlen=ARRIVALS_KEPT)
         self.operations = self._operations()
         self.site = self._site()
         self.state = self.site.state  # like Starlette: app.state.store
@@ -153,7 +161,11 @@ class SandboxApp:
         return operations
 
     async def api(self, operation: Operation, scope: Scope, receive: Receive, send: Send) -> None:
-        """One Connect API request: faults, key, JSON, validation, then one write."""
+        """One Connect API request: faults, key, JSON, validation, then one write.
+
+        An empty batch (`[]`, what the client's preflight check sends) meets only the latency
+        fault and the key check, and is counted nowhere: probing changes nothing."""
+        self.arrivals.append((time.time(), scope["path"]))
         if scope["method"] != "POST":
             await _send(send, 405, _error_body("use POST", "method_not_allowed"), allow=True)
             return
@@ -161,8 +173,11 @@ class SandboxApp:
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         raw = await _read_body(receive)
+        if raw == PROBE_BODY and scope["path"].endswith("/batch"):
+            await self._probe(scope, send)
+            return
         if faults.active:
-            decision = self.injector.decide()
+            decision = self.injector.decide(len(raw))
             if decision is not None:
                 await self._fault(decision, send)
                 return
@@ -183,8 +198,24 @@ class SandboxApp:
             self.store.count("requests", rejected_items=_item_count(body))
             await _send(send, 400, _error_body(exc.message, exc.code))
             return
+        if faults.slow_answer_ms:  # stored already: a client that gives up re-sends it
+            await asyncio.sleep(faults.slow_answer_ms / 1000)
+        if faults.drop_after_rate and self.injector.drop_after():
+            # stored, but the client never hears so: the duplicate-maker of a flaky network
+            self.store.count("connections_dropped")
+            await _drop_connection(send)
+            return
         await send(EMPTY_200[0])
         await send(EMPTY_200[1])
+
+    async def _probe(self, scope: Scope, send: Send) -> None:
+        """The preflight probe: 401 for a wrong key, else Connect's 400 for an empty batch."""
+        if not _has_key(scope, self.api_key):
+            body = _error_body("missing or invalid X-Outbound-Key", "unauthorized")
+            await _send(send, 401, body)
+            return
+        body = _error_body("a batch must hold at least one item", "empty_batch")
+        await _send(send, 400, body)
 
     async def _fault(self, decision: tuple[str, Any], send: Send) -> None:
         kind, value = decision
@@ -195,6 +226,10 @@ class SandboxApp:
             self.store.count("requests", rate_limited=1)
             body = _error_body("too many requests", "rate_limited")
             await _send(send, 429, body, headers=[(b"retry-after", str(value).encode())])
+        elif kind == "too_large":
+            self.store.count("requests")
+            body = _error_body(f"request body larger than {value} bytes", "too_large")
+            await _send(send, 413, body)
         else:
             self.store.count("requests", errors_injected=1)
             await _send(send, value, _error_body("injected server error", "server_error"))
@@ -248,7 +283,11 @@ class SandboxApp:
                     return _error(400, 'send {"advance_s": seconds}', "invalid_clock")
             return _json({"now": store.now(), "offset_s": store.clock_offset})
 
+        async def arrivals(request: Request) -> Response:
+            return _json([{"at": at, "path": path} for at, path in list(self.arrivals)])
+
         async def reset(request: Request) -> Response:
+            self.arrivals.clear()
             store.reset()
             injector.set(Faults())
             return _json({"ok": True})
@@ -288,6 +327,7 @@ class SandboxApp:
             Route("/_sandbox/event_names", event_names),
             Route("/_sandbox/faults", faults, methods=["GET", "POST"]),
             Route("/_sandbox/clock", clock, methods=["GET", "POST"]),
+            Route("/_sandbox/arrivals", arrivals),
             Route("/_sandbox/reset", reset, methods=["POST"]),
         ]
         return Starlette(routes=routes)

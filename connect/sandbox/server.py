@@ -93,8 +93,14 @@ class SandboxProcess:
 
     def set_faults(self, **faults: Any) -> dict[str, Any]:
         """Replace the injected faults (error_rate, rate_limit_per_s, latency_ms, drop_rate,
-        seed); no arguments turns them all off."""
+        seed, drop_after_rate, max_body_bytes, throttle_first, retry_after_s, slow_answer_ms);
+        no arguments
+        turns them all off."""
         return self.http.post("/_sandbox/faults", json=faults).raise_for_status().json()
+
+    def arrivals(self) -> list[dict[str, Any]]:
+        """Every API request as it arrived: `{at: wall time, path}`, oldest first."""
+        return self.http.get("/_sandbox/arrivals").raise_for_status().json()
 
     def user(self, user_id: str) -> dict[str, Any] | None:
         """The stored, merged profile, or None."""

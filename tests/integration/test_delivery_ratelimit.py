@@ -3,6 +3,7 @@ asserted: slots are computed, not measured)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -25,29 +26,51 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr("connect_sync.connect.ratelimit.time.monotonic", clock)
-    return clock
+def clock() -> Clock:
+    """Injected into each limiter: nothing else in the process sees this clock."""
+    return Clock()
 
 
 def test_slots_are_spaced_by_the_interval_without_bursts(clock: Clock) -> None:
-    limiter = RateLimiter(50)
+    limiter = RateLimiter(50, clock=clock)
     assert [round(limiter.reserve(), 6) for _ in range(4)] == [0, 0.02, 0.04, 0.06]
     clock.now += 1.0  # idle for a while: no burst is saved up
     assert [round(limiter.reserve(), 6) for _ in range(3)] == [0, 0.02, 0.04]
 
 
 def test_a_429_pause_holds_every_caller_even_without_a_limit(clock: Clock) -> None:
-    unlimited = RateLimiter(None)
+    unlimited = RateLimiter(None, clock=clock)
     assert unlimited.reserve() == unlimited.reserve() == 0
     unlimited.pause_until(2.0)
     assert unlimited.reserve() == unlimited.reserve() == 2.0
     clock.now += 2.0
     assert unlimited.reserve() == 0
-    limited = RateLimiter(10)
+    limited = RateLimiter(10, clock=clock)
     limited.pause_until(1.0)
     assert [round(limited.reserve(), 6) for _ in range(3)] == [1.0, 1.1, 1.2]
+
+
+def test_a_pause_begun_while_a_caller_waits_for_its_slot_holds_that_caller(
+    clock: Clock,
+) -> None:
+    """A 429 arrives while a worker sleeps towards its slot: the worker must wake up, see
+    the pause and wait for it too, not start its request inside the pause."""
+    paused: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        if not paused:  # another worker got a 429 while this one slept
+            limiter.pause_until(2.0)
+            paused.append(clock.now)
+        clock.now += seconds
+
+    limiter = RateLimiter(10, clock=clock, sleep=sleep)
+    assert limiter.reserve() == 0  # the slot before: the next one is 0.1 s away
+    start = clock.now
+
+    asyncio.run(limiter.acquire())
+
+    assert paused == [start]
+    assert clock.now >= start + 2.0
 
 
 def test_a_torn_last_line_is_ignored() -> None:

@@ -39,12 +39,35 @@ def test_faults_are_set_read_validated_and_cleared_by_reset(sandbox) -> None:
         "latency_ms": 0.0,
         "drop_rate": 0.0,
         "seed": None,
+        "drop_after_rate": 0.0,
+        "max_body_bytes": None,
+        "throttle_first": 0,
+        "retry_after_s": None,
+        "slow_answer_ms": 0.0,
     }
     chosen = {"error_rate": 0.2, "rate_limit_per_s": 50, "latency_ms": 20, "drop_rate": 0.05}
-    assert faults(sandbox, **chosen).json() == {**chosen, "seed": None}
+    assert faults(sandbox, **chosen).json() == {
+        **chosen,
+        "seed": None,
+        "drop_after_rate": 0.0,
+        "max_body_bytes": None,
+        "throttle_first": 0,
+        "retry_after_s": None,
+        "slow_answer_ms": 0.0,
+    }
     assert sandbox.http.get("/_sandbox/faults").json()["drop_rate"] == 0.05
 
-    for bad in ({"error_rate": 1.5}, {"drop_rate": -0.1}, {"latency_ms": "slow"}, {"nope": 1}):
+    for bad in (
+        {"error_rate": 1.5},
+        {"drop_rate": -0.1},
+        {"latency_ms": "slow"},
+        {"nope": 1},
+        {"drop_after_rate": 2},
+        {"max_body_bytes": -1},
+        {"throttle_first": 1.5},
+        {"retry_after_s": "soon"},
+        {"slow_answer_ms": -5},
+    ):
         response = faults(sandbox, **bad)
         assert response.status_code == 400
         assert response.json()["error"]["Code"] == "invalid_faults"
@@ -236,3 +259,71 @@ def test_cli_sandbox_command_takes_db_and_fault_options(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: error_rate must be between 0 and 1"
+
+
+def test_max_body_bytes_answers_413_and_stores_nothing(sandbox, client) -> None:
+    faults(sandbox, max_body_bytes=200)
+
+    small = client.post(f"{sandbox.api_url}/track", json=TRACK)
+    large = client.post(f"{sandbox.api_url}/track/batch", json=[TRACK] * 20)
+
+    assert small.status_code == 200
+    assert large.status_code == 413 and large.json()["error"]["Code"] == "too_large"
+    assert sandbox.stats()["events"] == 1 and sandbox.stats()["requests"] == 2
+
+
+def test_throttle_first_answers_429_with_the_chosen_retry_after(sandbox, client) -> None:
+    faults(sandbox, throttle_first=2, retry_after_s=7)
+
+    responses = send(sandbox, client, 3)
+
+    assert [r.status_code for r in responses] == [429, 429, 200]
+    assert [r.headers.get("Retry-After") for r in responses[:2]] == ["7", "7"]
+    assert sandbox.stats()["rate_limited"] == 2
+
+
+def test_drop_after_rate_stores_the_request_then_cuts_the_connection(sandbox, client) -> None:
+    faults(sandbox, drop_after_rate=1.0)
+
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        client.post(f"{sandbox.api_url}/track", json=TRACK)
+
+    stats = sandbox.stats()
+    assert stats["events"] == 1 and stats["connections_dropped"] == stats["requests"] == 1
+
+
+def test_arrivals_record_every_api_request_in_order_and_reset_forgets_them(sandbox, client) -> None:
+    faults(sandbox, error_rate=1.0)
+    before = time.time()
+    send(sandbox, client, 2)
+    client.post(f"{sandbox.api_url}/identify/batch", json=[])
+
+    arrivals = sandbox.arrivals()
+
+    assert [a["path"] for a in arrivals] == ["/v2/track", "/v2/track", "/v2/identify/batch"]
+    assert before - 1 <= arrivals[0]["at"] <= arrivals[1]["at"] <= arrivals[2]["at"]
+    sandbox.reset()
+    assert sandbox.arrivals() == []
+
+
+def test_an_empty_batch_probe_is_answered_but_counted_nowhere(sandbox, client) -> None:
+    faults(sandbox, error_rate=1.0, rate_limit_per_s=1, drop_rate=0.0)
+
+    answers = [client.post(f"{sandbox.api_url}/identify/batch", json=[]) for _ in range(3)]
+    wrong = client.post(
+        f"{sandbox.api_url}/track/batch", json=[], headers={"X-Outbound-Key": "wrong"}
+    )
+
+    assert {a.status_code for a in answers} == {400}
+    assert answers[0].json()["error"]["Code"] == "empty_batch"
+    assert wrong.status_code == 401
+    assert sandbox.stats()["requests"] == sandbox.stats()["unauthorized"] == 0
+
+
+def test_slow_answer_stores_at_once_and_answers_later(sandbox, client) -> None:
+    faults(sandbox, slow_answer_ms=1_000)
+
+    with pytest.raises(httpx.ReadTimeout):
+        client.post(f"{sandbox.api_url}/track", json=TRACK, timeout=0.3)
+
+    assert sandbox.stats()["events"] == 1  # stored although the client never heard so
