@@ -87,6 +87,9 @@ class SyncJob:
             if settings.effective_state_url == settings.warehouse_url
             else create_engine(settings.effective_state_url, create_dirs=True)
         )
+        if shared is None and not options.dry_run:
+            # Connect and the key, before the warehouse is read: seconds, not a run of retries
+            ApiOutbox(client_config(settings)).check()
         source = SegmentSource(self.warehouse, settings.source_schema, settings.chunk_size)
         source.check([BY_NAME[s.name].table for s in stages_for(options.streams)])
         self.state = StateStore(state_engine, settings.state_schema, settings.source_schema)

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from connect_sync.connect.errors import AuthenticationError
+from connect_sync.connect.errors import ConnectConfigurationError
 from connect_sync.flows.pipeline import (
     STREAMS,
     ConfigurationError,
@@ -31,7 +31,7 @@ from pydantic import Field
 from connect_sync.settings import Settings
 
 #: Failures a retry cannot fix: bad key, bad configuration, missing tables.
-PERMANENT = (AuthenticationError, ConfigurationError, WarehouseError)
+PERMANENT = (ConnectConfigurationError, ConfigurationError, WarehouseError)
 
 
 def _retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -49,13 +50,14 @@ def test_wrong_api_key_exits_2_with_one_line_and_marks_nothing(tmp_path: Path, s
     assert "401" in result.stderr and "CONNECT_API_KEY" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     engine = sa.create_engine(f"duckdb:///{path}")
-    with engine.connect() as conn:
-        delivered = conn.execute(sa.text("SELECT count(*) FROM connect_sync.delivered")).scalar()
-        prints = conn.execute(
-            sa.text("SELECT count(*) FROM connect_sync.user_fingerprints")
-        ).scalar()
-        cursors = conn.execute(sa.text("SELECT count(*) FROM connect_sync.cursors")).scalar()
-    assert delivered == prints == cursors == 0
+    with engine.connect() as conn:  # refused before any state was written, or even created
+        books = sa.inspect(conn).get_table_names(schema="connect_sync")
+        counts = [
+            conn.execute(sa.text(f"SELECT count(*) FROM connect_sync.{table}")).scalar()
+            for table in ("delivered", "user_fingerprints", "cursors")
+            if table in books
+        ]
+    assert not any(counts)
     assert sandbox.stats()["users"] == 0
 
 
@@ -141,3 +143,25 @@ def test_audience_and_backfill_from_the_command_line(tmp_path: Path) -> None:
         "backfill", "--start", "2026-10-05", "--end", "2026-10-01", cwd=tmp_path, env=env
     )
     assert result.returncode == 2 and "--end must be after --start" in result.stderr
+
+
+def test_unreachable_api_fails_in_seconds_before_reading_the_warehouse(tmp_path: Path) -> None:
+    """Connect is checked before any row is read: one line, exit 2, no run of retries and
+    no rejections recorded for a destination that was never there."""
+    path = tmp_path / "w.duckdb"
+    build_demo_warehouse(path, users=50)
+    env = {
+        "CONNECT_SYNC_WAREHOUSE_URL": f"duckdb:///{path}",
+        "CONNECT_API_URL": "http://127.0.0.1:1/v2",
+        "CONNECT_API_KEY": "k",
+    }
+    started = time.monotonic()
+    result = run_cli("sync", cwd=tmp_path, env=env)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert time.monotonic() - started < 30  # the whole process, start-up included
+    assert len(result.stderr.strip().splitlines()) == 1 and "127.0.0.1:1" in result.stderr
+    engine = sa.create_engine(f"duckdb:///{path}")
+    with engine.connect() as conn:
+        assert "connect_sync" not in sa.inspect(conn).get_schema_names()
+    engine.dispose()
