@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import sqlalchemy as sa
-from connect_sync.warehouse.errors import WarehouseError
+from connect_sync.warehouse.errors import WarehouseError, first_line, is_driver_error
 from sqlalchemy.engine import Engine, make_url
 
 
@@ -39,6 +39,18 @@ def create_engine(url: str, *, create_dirs: bool = False) -> Engine:
         raise WarehouseError(
             f"no driver for {parsed.get_backend_name()!r}: install the matching extra, "
             f"e.g. pip install 'segment-connect-sync[{parsed.get_backend_name()}]'"
+        ) from exc
+    except Exception as exc:
+        # A dialect refusing its URL (snowflake-sqlalchemy 2.x: host, port, key-pair
+        # settings), failing on it, or its driver finding no credentials (BigQuery): one
+        # line, never a traceback.
+        if not isinstance(
+            exc, sa.exc.ArgumentError | AttributeError | TypeError | ValueError
+        ) and not is_driver_error(exc):
+            raise
+        raise WarehouseError(
+            f"the {parsed.get_backend_name()} dialect refuses the URL "
+            f"{parsed.render_as_string(hide_password=True)}: {first_line(exc)}"
         ) from exc
 
 
