@@ -111,10 +111,35 @@ _PG_OIDS = {
 }
 
 
-def described_type(type_code: Any) -> pa.DataType | None:
-    """The Arrow type of a DB-API `description` type code, when it names one."""
+#: Snowflake's result type codes (the connector's FIELD_TYPES, by index); 0 is FIXED
+#: (NUMBER), typed by its scale in `described_type`.
+_SNOWFLAKE_CODES = {
+    1: pa.float64(),  # REAL
+    2: pa.string(),  # TEXT
+    4: UTC_MICROS,  # TIMESTAMP
+    6: UTC_MICROS,  # TIMESTAMP_LTZ
+    7: UTC_MICROS,  # TIMESTAMP_TZ
+    8: UTC_MICROS,  # TIMESTAMP_NTZ
+    13: pa.bool_(),  # BOOLEAN
+}
+#: How each dialect's driver codes a column's type in the DB-API `description`: integer
+#: codes mean different things to different drivers (16 is a boolean to PostgreSQL).
+DESCRIBED_CODES: dict[str, dict[int, pa.DataType]] = {
+    "postgresql": _PG_OIDS,
+    "redshift": _PG_OIDS,
+    "snowflake": _SNOWFLAKE_CODES,
+}
+
+
+def described_type(
+    type_code: Any, dialect: str = "postgresql", scale: int | None = None
+) -> pa.DataType | None:
+    """The Arrow type of a DB-API `description` type code, when it names one: the table's
+    declared type, which fixes a column's type whatever values a chunk holds."""
     if isinstance(type_code, int) and not isinstance(type_code, bool):
-        return _PG_OIDS.get(type_code)
+        if dialect == "snowflake" and type_code == 0:  # NUMBER(p, s)
+            return pa.int64() if not scale else pa.float64()
+        return DESCRIBED_CODES.get(dialect, {}).get(type_code)
     name = str(type_code).upper()
     for words, dtype in (
         (("TIMESTAMP", "DATETIME"), UTC_MICROS),
@@ -126,6 +151,14 @@ def described_type(type_code: Any) -> pa.DataType | None:
         if any(word in name for word in words):
             return dtype
     return None
+
+
+def _scale(description: Any) -> int | None:
+    """The scale of a DB-API description entry (name, type, size, size, precision, scale)."""
+    try:
+        return description[5]
+    except (IndexError, TypeError):
+        return None
 
 
 def rows_to_arrow(
@@ -140,6 +173,8 @@ def rows_to_arrow(
         array = pa.array(list(col))
         if pa.types.is_null(array.type):
             array = pa.nulls(len(array), dtype or pa.string())
+        elif dtype is not None and normalize_type(array.type) != dtype:
+            array = _normalize_column(array, dtype)  # the declared type, not the values'
         arrays.append(array)
     return normalize_batch(pa.RecordBatch.from_arrays(arrays, names=keys))
 
@@ -299,7 +334,12 @@ def _sqlalchemy_batches(
     )
     keys = list(result.keys())
     description = getattr(result.cursor, "description", None) or []
-    types = [described_type(d[1]) for d in description] if len(description) == len(keys) else None
+    dialect = conn.dialect.name
+    types = (
+        [described_type(d[1], dialect, _scale(d)) for d in description]
+        if len(description) == len(keys)
+        else None
+    )
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:

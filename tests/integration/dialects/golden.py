@@ -221,7 +221,11 @@ def check_golden_and_incremental(
     nothing; one new row of each kind is what the next run sends."""
     write(first_rows())
     expected, expected_counts = duckdb_reference(tmp_path, first_rows())
-    state_free = settings.model_copy(update={"state_schema": f"{settings.state_schema}_dry"})
+    # journals and identity caches of this test only (they are keyed by URL otherwise)
+    settings = settings.model_copy(update={"journal_dir": tmp_path / "journal"})
+    state_free = settings.model_copy(
+        update={"state_schema": f"{settings.state_schema}_dry", "journal_dir": tmp_path / "dry"}
+    )
     got, counts = dry_run(state_free, tmp_path / "dialect.jsonl")
     assert got == expected, (got[:3000], expected[:3000])
     assert got.count(b"\n") >= 10
