@@ -49,8 +49,9 @@ _LINK_IDENTIFIERS = {table: table for table in LINK_TABLES.values()}
 
 #: Dialects whose SQLAlchemy inspector lists schemas and tables; the others use the job's
 #: own information_schema query (sql/schema_tables.sql): sqlalchemy-redshift's inspector
-#: reads Redshift-only catalog columns.
-INSPECTED_DIALECTS = frozenset({"duckdb", "postgresql", "snowflake", "bigquery"})
+#: reads Redshift-only catalog columns, BigQuery's lists only the URL's project's datasets
+#: (no `project.dataset` of another project).
+INSPECTED_DIALECTS = frozenset({"duckdb", "postgresql", "snowflake"})
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class SegmentSource:
         """The schema's tables; WarehouseError when unreachable or the schema is missing."""
         if self._tables is None and self.engine.dialect.name not in INSPECTED_DIALECTS:
             with self._errors("list the tables of"), self.engine.connect() as conn:
-                clause = sql.render("schema_tables", self.engine.dialect)
+                clause = sql.render("schema_tables", self.engine.dialect, schema=self.schema)
                 rows = conn.execute(clause, {"schema": self.schema}).all()
             if not rows:
                 raise WarehouseError(
