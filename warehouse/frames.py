@@ -11,7 +11,8 @@ Three ways to read, the fastest one the backend has:
   with a server-side cursor (`stream_results`), `fetchmany(chunk_size)` into Arrow.
 
 Every batch is normalized to one schema per Segment type (`timestamp[us, UTC]`, `string`,
-`int64`, `double`, `bool`), so the DataFrames are identical whichever path read them.
+`int64`, `double`, `bool`, and `decimal128(p, s)` for declared NUMBER/NUMERIC columns,
+exact), so the DataFrames are identical whichever path read them.
 Memory is bounded by `chunk_size` rows per batch: nothing here holds a whole result
 unless `read_frame`/`read_arrow` is asked for it.
 """
@@ -52,8 +53,12 @@ def normalize_type(dtype: pa.DataType) -> pa.DataType:
         return pa.string()
     if pa.types.is_integer(dtype):
         return pa.int64()
-    if pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
-        return pa.float64()  # NUMBER/NUMERIC columns (Snowflake, Redshift) as floats
+    if pa.types.is_floating(dtype):
+        return pa.float64()
+    if pa.types.is_decimal(dtype) and dtype.precision <= 38:
+        return pa.decimal128(dtype.precision, dtype.scale)  # exact, as declared
+    if pa.types.is_decimal(dtype):
+        return pa.float64()  # wider than any Segment NUMBER: approximate
     return dtype
 
 
@@ -131,14 +136,27 @@ DESCRIBED_CODES: dict[str, dict[int, pa.DataType]] = {
 }
 
 
+#: Integer type codes that are a NUMERIC/NUMBER of declared precision and scale, per dialect.
+_DECIMAL_CODES = {"postgresql": 1700, "redshift": 1700, "snowflake": 0}
+
+
 def described_type(
-    type_code: Any, dialect: str = "postgresql", scale: int | None = None
+    type_code: Any,
+    dialect: str = "postgresql",
+    scale: int | None = None,
+    precision: int | None = None,
 ) -> pa.DataType | None:
     """The Arrow type of a DB-API `description` type code, when it names one: the table's
-    declared type, which fixes a column's type whatever values a chunk holds."""
+    declared type, which fixes a column's type whatever values a chunk holds. A decimal
+    of declared precision stays exact (decimal128); one without (PostgreSQL's bare
+    NUMERIC) is a float."""
     if isinstance(type_code, int) and not isinstance(type_code, bool):
-        if dialect == "snowflake" and type_code == 0:  # NUMBER(p, s)
-            return pa.int64() if not scale else pa.float64()
+        if _DECIMAL_CODES.get(dialect) == type_code:
+            if dialect == "snowflake" and not scale:
+                return pa.int64()  # NUMBER(p, 0): Segment's integers
+            if precision and scale is not None and 0 < precision <= 38:
+                return pa.decimal128(precision, scale)
+            return pa.float64()
         return DESCRIBED_CODES.get(dialect, {}).get(type_code)
     name = str(type_code).upper()
     for words, dtype in (
@@ -153,12 +171,14 @@ def described_type(
     return None
 
 
-def _scale(description: Any) -> int | None:
-    """The scale of a DB-API description entry (name, type, size, size, precision, scale)."""
+def _entry(description: Any, index: int) -> int | None:
+    """Item `index` of a DB-API description entry (name, type_code, display_size,
+    internal_size, precision, scale, null_ok), None when the driver leaves it out."""
     try:
-        return description[5]
+        value = description[index]
     except (IndexError, TypeError):
         return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def rows_to_arrow(
@@ -336,7 +356,7 @@ def _sqlalchemy_batches(
     description = getattr(result.cursor, "description", None) or []
     dialect = conn.dialect.name
     types = (
-        [described_type(d[1], dialect, _scale(d)) for d in description]
+        [described_type(d[1], dialect, _entry(d, 5), _entry(d, 4)) for d in description]
         if len(description) == len(keys)
         else None
     )

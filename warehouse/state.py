@@ -118,6 +118,7 @@ class StateStore:
         self.source_schema = source_schema
         self.metadata = state_metadata(schema)
         self.t = self.metadata.tables
+        self._existing: set[str] | None = None  # tables listed by query (CATALOG_BY_QUERY)
 
     def table(self, name: str) -> sa.Table:
         return self.t[f"{self.schema}.{name}"]
@@ -155,8 +156,9 @@ class StateStore:
         if conn.dialect.name == "postgresql":  # one migrating job at a time
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
+        self._existing = self._listed_tables(conn)
         version = self.table("schema_version")
-        version.create(conn, checkfirst=True)
+        self.create_table(conn, version)
         current = conn.execute(sa.select(sa.func.max(version.c.version))).scalar()
         if current is not None and current > SCHEMA_VERSION:
             raise WarehouseError(
@@ -167,9 +169,27 @@ class StateStore:
             for step in range(current + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[step](self, conn)
                 conn.execute(sa.insert(version).values(version=step))
-        self.metadata.create_all(conn, checkfirst=True)
+        for table in self.metadata.sorted_tables:
+            self.create_table(conn, table)
         if current is None:
             conn.execute(sa.insert(version).values(version=SCHEMA_VERSION))
+
+    def create_table(self, conn: sa.Connection, table: sa.Table) -> None:
+        """Create a state table unless it exists (asked of the dialect, or of the
+        information_schema where CATALOG_BY_QUERY says the dialect cannot be asked)."""
+        if self._existing is None:
+            table.create(conn, checkfirst=True)
+        elif table.name not in self._existing:
+            table.create(conn)
+            self._existing.add(table.name)
+
+    def _listed_tables(self, conn: sa.Connection) -> set[str] | None:
+        if conn.dialect.name not in CATALOG_BY_QUERY:
+            return None
+        clause = sql_files.render("state_tables", conn.dialect)
+        normalize = conn.dialect.normalize_name
+        names = conn.execute(clause, {"schema": self.schema}).scalars()
+        return {normalize(name) or name for name in names}
 
     def schema_version(self) -> int | None:
         """The version of the state schema (None before `migrate`)."""
@@ -571,7 +591,7 @@ class StateStore:
 
 
 def _add_anonymous_profiles(store: StateStore, conn: sa.Connection) -> None:
-    store.table("anonymous_profiles").create(conn, checkfirst=True)
+    store.create_table(conn, store.table("anonymous_profiles"))
 
 
 #: Schema migrations: the step that brings a state schema from version N-1 to N.
@@ -604,6 +624,9 @@ def uses_duckdb(store: StateStore) -> bool:
     return is_duckdb(store.engine)
 
 
+#: Dialects whose state tables are listed with the job's own information_schema query:
+#: sqlalchemy-redshift's `has_table` reads Redshift-only catalog columns.
+CATALOG_BY_QUERY = frozenset({"redshift"})
 #: Dialects with a set-based staging path (a registered Arrow table; COPY into a temp table).
 STAGING_DIALECTS = frozenset({"duckdb", "postgresql"})
 #: Below this many keys a lookup uses IN lists: staging would cost more than it saves.

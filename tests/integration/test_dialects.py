@@ -158,7 +158,7 @@ def test_snowflake_leaves_case_insensitive_names_unquoted() -> None:
     [
         (pa.array([datetime(2026, 1, 1, 12)], pa.timestamp("ns")), UTC_MICROS),
         (pa.array([datetime(2026, 1, 1, 12)], pa.timestamp("ms", tz="Etc/UTC")), UTC_MICROS),
-        (pa.array([Decimal("1.50"), None], pa.decimal128(10, 2)), pa.float64()),
+        (pa.array([Decimal("1.50"), None], pa.decimal128(10, 2)), pa.decimal128(10, 2)),
         (pa.array([1, None], pa.int32()), pa.int64()),
         (pa.array(["a", None], pa.large_string()), pa.string()),
         (pa.array(["a", "a", None]).dictionary_encode(), pa.string()),
@@ -200,11 +200,20 @@ def test_described_types_of_all_null_columns(code, expected) -> None:
         (8, None, UTC_MICROS),  # TIMESTAMP_NTZ
         (2, None, pa.string()),  # TEXT
         (0, 0, pa.int64()),  # NUMBER(38,0)
-        (0, 2, pa.float64()),  # NUMBER(38,2)
+        (0, 2, pa.decimal128(38, 2)),  # NUMBER(38,2): exact
     ],
 )
 def test_snowflake_type_codes_are_snowflakes(code, scale, expected) -> None:
-    assert described_type(code, "snowflake", scale) == expected
+    assert described_type(code, "snowflake", scale, 38) == expected
+
+
+def test_declared_decimals_stay_exact_across_chunks() -> None:
+    declared = [described_type(1700, "postgresql", 2, 38)]
+    small = rows_to_arrow(["ltv"], [(Decimal("0.10"),)], declared)
+    large = rows_to_arrow(["ltv"], [(Decimal("1234567890123.45"),)], declared)
+    assert small.schema == large.schema == pa.schema([("ltv", pa.decimal128(38, 2))])
+    assert large.column(0)[0].as_py() == Decimal("1234567890123.45")
+    assert described_type(1700, "postgresql") == pa.float64()  # bare NUMERIC: no scale
 
 
 def test_a_declared_type_wins_over_the_values_of_a_chunk() -> None:
