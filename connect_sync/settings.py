@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +31,13 @@ class Settings(BaseSettings):
     )
     source_schema: str = Field(
         default="segment", validation_alias=_env("CONNECT_SYNC_SOURCE_SCHEMA", "source_schema")
+    )
+    warehouse_connect_args: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env("CONNECT_SYNC_WAREHOUSE_CONNECT_ARGS", "warehouse_connect_args"),
+        description="The warehouse driver's connect arguments: a JSON object, or the path of "
+        "a JSON file (Snowflake key-pair auth, host/port/protocol; BigQuery credentials, "
+        "endpoint). A secret: never printed.",
     )
     state_url: str | None = Field(
         default=None, validation_alias=_env("CONNECT_SYNC_STATE_URL", "state_url")
@@ -92,8 +101,25 @@ class Settings(BaseSettings):
     @field_validator("source_schema", "state_schema")
     @classmethod
     def _schema_name(cls, value: str) -> str:
-        if not value or not value.replace("_", "").isalnum():
-            raise ValueError(f"schema name {value!r} must be letters, digits and underscores")
+        # BigQuery names a dataset of another project `project-id.dataset`.
+        parts = value.split(".") if value else [""]
+        project, dataset = (parts[0], parts[1]) if len(parts) == 2 else ("", value)
+        if (
+            len(parts) > 2
+            or not dataset.replace("_", "").isalnum()
+            or (len(parts) == 2 and not project.replace("-", "").replace("_", "").isalnum())
+        ):
+            raise ValueError(
+                f"schema name {value!r} must be letters, digits and underscores "
+                "(a BigQuery dataset may be `project-id.dataset`)"
+            )
+        return value
+
+    @field_validator("warehouse_connect_args")
+    @classmethod
+    def _connect_args(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_connect_args(value.get_secret_value())  # fails early, never shows the value
         return value
 
     @property
@@ -103,3 +129,30 @@ class Settings(BaseSettings):
 
     def api_key_value(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key else None
+
+    def warehouse_connect_args_value(self) -> dict[str, Any]:
+        """The warehouse's connect arguments (empty when not set)."""
+        if self.warehouse_connect_args is None:
+            return {}
+        return parse_connect_args(self.warehouse_connect_args.get_secret_value())
+
+
+def parse_connect_args(text: str) -> dict[str, Any]:
+    """A JSON object, or the path of a file holding one; ValueError naming what is wrong
+    without repeating the text (it holds secrets)."""
+    stripped = text.strip()
+    if not stripped.startswith("{"):
+        path = Path(stripped).expanduser()
+        try:
+            stripped = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(
+                f"connect arguments: neither a JSON object nor a readable file ({exc.strerror})"
+            ) from None
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"connect arguments are not valid JSON (line {exc.lineno})") from None
+    if not isinstance(value, dict):
+        raise ValueError("connect arguments must be a JSON object")
+    return value

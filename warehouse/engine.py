@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import ctypes
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
-from connect_sync.warehouse.errors import WarehouseError
-from sqlalchemy.engine import Engine, make_url
+from connect_sync.warehouse.errors import WarehouseError, first_line, is_driver_error
+from sqlalchemy.engine import URL, Engine, make_url
 
 
 def is_duckdb(engine: Engine) -> bool:
     return engine.dialect.name == "duckdb"
 
 
-def create_engine(url: str, *, create_dirs: bool = False) -> Engine:
-    """An engine for URL; a DuckDB file's folder is created when asked."""
+def create_engine(
+    url: str, *, create_dirs: bool = False, connect_args: Mapping[str, Any] | None = None
+) -> Engine:
+    """An engine for URL; a DuckDB file's folder is created when asked.
+
+    `connect_args` go to the driver (BigQuery's are turned into its client, see
+    CONNECT_ARGS_BUILDERS); None takes the configured warehouse connect arguments when URL
+    is the configured warehouse (CONNECT_SYNC_WAREHOUSE_CONNECT_ARGS). Fails with
+    WarehouseError, never a driver's traceback: a URL the dialect refuses, no driver, no
+    credentials.
+    """
     try:
         parsed = make_url(url)
     except sa.exc.ArgumentError as exc:
@@ -33,13 +43,83 @@ def create_engine(url: str, *, create_dirs: bool = False) -> Engine:
                 f"DuckDB warehouse file {path} does not exist "
                 "(run `connect-sync demo` or set CONNECT_SYNC_WAREHOUSE_URL)"
             )
+    if connect_args is None:
+        connect_args = configured_connect_args(url)
     try:
+        build = CONNECT_ARGS_BUILDERS.get(parsed.get_backend_name())
+        if build is not None and connect_args:
+            parsed, connect_args = build(parsed, dict(connect_args))
+        if connect_args:
+            return sa.create_engine(parsed, connect_args=dict(connect_args))
         return sa.create_engine(parsed)
     except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
         raise WarehouseError(
             f"no driver for {parsed.get_backend_name()!r}: install the matching extra, "
             f"e.g. pip install 'segment-connect-sync[{parsed.get_backend_name()}]'"
         ) from exc
+    except Exception as exc:
+        # A dialect refusing its URL (snowflake-sqlalchemy 2.x: host, port, key-pair
+        # settings), failing on it, or its driver finding no credentials (BigQuery): one
+        # line, never a traceback.
+        if not isinstance(
+            exc, sa.exc.ArgumentError | AttributeError | TypeError | ValueError
+        ) and not is_driver_error(exc):
+            raise
+        raise WarehouseError(
+            f"the {parsed.get_backend_name()} dialect refuses the URL "
+            f"{parsed.render_as_string(hide_password=True)}: {first_line(exc)}"
+        ) from exc
+
+
+def configured_connect_args(url: str) -> dict[str, Any]:
+    """The configured warehouse connect arguments, when URL is the configured warehouse.
+
+    The job's settings come from the environment and `.env`; the flows still create
+    engines from URLs alone, so the arguments are looked up here by URL."""
+    from pydantic import ValidationError
+
+    from connect_sync.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError:  # the job reports its own settings' problems
+        return {}
+    if settings.warehouse_connect_args is None or settings.warehouse_url != url:
+        return {}
+    return settings.warehouse_connect_args_value()
+
+
+def _bigquery_client(url: URL, args: dict[str, Any]) -> tuple[URL, dict[str, Any]]:
+    """BigQuery takes its endpoint and credentials as a client object: built here from
+    JSON-able arguments `project`, `location`, `api_endpoint`, `credentials_info` (a
+    service account's key) or `"credentials": "anonymous"` (emulators)."""
+    from google.cloud import bigquery
+
+    credentials = None
+    if args.pop("credentials", None) == "anonymous":
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials = AnonymousCredentials()
+    elif info := args.pop("credentials_info", None):
+        from google.oauth2 import service_account
+
+        credentials = service_account.Credentials.from_service_account_info(info)
+    options = {"api_endpoint": endpoint} if (endpoint := args.pop("api_endpoint", None)) else None
+    client = bigquery.Client(
+        project=args.pop("project", None) or url.host,
+        credentials=credentials,
+        location=args.pop("location", None),
+        client_options=options,
+    )
+    if args:
+        raise ValueError(f"unknown BigQuery connect arguments: {', '.join(sorted(args))}")
+    return url.update_query_dict({"user_supplied_client": "True"}), {"client": client}
+
+
+#: Dialects whose driver takes some connect arguments in another form than JSON gives.
+CONNECT_ARGS_BUILDERS: dict[str, Callable[[URL, dict[str, Any]], tuple[URL, dict[str, Any]]]] = {
+    "bigquery": _bigquery_client,
+}
 
 
 def release_file_database(engine: Engine) -> None:

@@ -16,6 +16,8 @@ Other types keep their exact Arrow type for the transforms to write as JSON: dec
 (never floats), `uint64` (UBIGINT beyond int64), intervals, bytes, lists and structs.
 UUIDs, JSON and PostgreSQL network addresses become text, PostgreSQL `money` its amount
 (a decimal), and a DB-API value Arrow has no type for its text: no column type stops a read.
+A column's type comes from its declared type where the driver says it, never from one
+chunk's values.
 Memory is bounded by `chunk_size` rows per batch: nothing here holds a whole result
 unless `read_frame`/`read_arrow` is asked for it.
 """
@@ -197,10 +199,48 @@ _PG_OIDS = {
 }
 
 
-def described_type(type_code: Any) -> pa.DataType | None:
-    """The Arrow type of a DB-API `description` type code, when it names one."""
+#: Snowflake's result type codes (the connector's FIELD_TYPES, by index); 0 is FIXED
+#: (NUMBER), typed by its scale in `described_type`.
+_SNOWFLAKE_CODES = {
+    1: pa.float64(),  # REAL
+    2: pa.string(),  # TEXT
+    4: UTC_MICROS,  # TIMESTAMP
+    6: UTC_MICROS,  # TIMESTAMP_LTZ
+    7: UTC_MICROS,  # TIMESTAMP_TZ
+    8: UTC_MICROS,  # TIMESTAMP_NTZ
+    13: pa.bool_(),  # BOOLEAN
+}
+#: How each dialect's driver codes a column's type in the DB-API `description`: integer
+#: codes mean different things to different drivers (16 is a boolean to PostgreSQL).
+DESCRIBED_CODES: dict[str, dict[int, pa.DataType]] = {
+    "postgresql": _PG_OIDS,
+    "redshift": _PG_OIDS,
+    "snowflake": _SNOWFLAKE_CODES,
+}
+
+
+#: Integer type codes that are a NUMERIC/NUMBER of declared precision and scale, per dialect.
+_DECIMAL_CODES = {"postgresql": 1700, "redshift": 1700, "snowflake": 0}
+
+
+def described_type(
+    type_code: Any,
+    dialect: str = "postgresql",
+    scale: int | None = None,
+    precision: int | None = None,
+) -> pa.DataType | None:
+    """The Arrow type of a DB-API `description` type code, when it names one: the table's
+    declared type, which fixes a column's type whatever values a chunk holds. A decimal
+    of declared precision stays exact (decimal128); one without (PostgreSQL's bare
+    NUMERIC) is a float."""
     if isinstance(type_code, int) and not isinstance(type_code, bool):
-        return _PG_OIDS.get(type_code)
+        if _DECIMAL_CODES.get(dialect) == type_code:
+            if dialect == "snowflake" and not scale:
+                return pa.int64()  # NUMBER(p, 0): Segment's integers
+            if precision and scale is not None and 0 < precision <= 38:
+                return pa.decimal128(precision, scale)
+            return pa.float64()
+        return DESCRIBED_CODES.get(dialect, {}).get(type_code)
     name = str(type_code).upper()
     for words, dtype in (
         (("TIMESTAMP", "DATETIME"), UTC_MICROS),
@@ -212,6 +252,16 @@ def described_type(type_code: Any) -> pa.DataType | None:
         if any(word in name for word in words):
             return dtype
     return None
+
+
+def _entry(description: Any, index: int) -> int | None:
+    """Item `index` of a DB-API description entry (name, type_code, display_size,
+    internal_size, precision, scale, null_ok), None when the driver leaves it out."""
+    try:
+        value = description[index]
+    except (IndexError, TypeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def rows_to_arrow(
@@ -226,6 +276,8 @@ def rows_to_arrow(
         array = _python_column(list(col), dtype)
         if pa.types.is_null(array.type):
             array = pa.nulls(len(array), dtype or pa.string())
+        elif dtype is not None and normalize_type(array.type) != dtype:
+            array = _normalize_column(array, dtype)  # the declared type, not the values'
         arrays.append(array)
     return normalize_batch(pa.RecordBatch.from_arrays(arrays, names=keys))
 
@@ -444,7 +496,12 @@ def _sqlalchemy_batches(
     )
     keys = list(result.keys())
     description = getattr(result.cursor, "description", None) or []
-    types = [described_type(d[1]) for d in description] if len(description) == len(keys) else None
+    dialect = conn.dialect.name
+    types = (
+        [described_type(d[1], dialect, _entry(d, 5), _entry(d, 4)) for d in description]
+        if len(description) == len(keys)
+        else None
+    )
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 from connect_sync.warehouse.engine import describe, release_file_database, release_unused_memory
-from connect_sync.warehouse.errors import WarehouseError
+from connect_sync.warehouse.errors import WarehouseError, is_driver_error
 from connect_sync.warehouse.frames import iter_frames, read_frame
 from sqlalchemy import TextClause, bindparam
 from sqlalchemy.engine import Engine
@@ -50,6 +50,12 @@ LINK_TABLES = {s.kind: s.table for s in LINK_SOURCES}
 LINK_COLUMNS = ["from_id", "to_id", "kind", "ts", "loaded"]
 #: The placeholders of the statements that name the table they read.
 _TABLE_PLACEHOLDERS = frozenset({"table", "identifies", "aliases", "tracks"})
+
+#: Dialects whose SQLAlchemy inspector lists schemas and tables; the others use the job's
+#: own information_schema query (sql/schema_tables.sql): sqlalchemy-redshift's inspector
+#: reads Redshift-only catalog columns, BigQuery's lists only the URL's project's datasets
+#: (no `project.dataset` of another project).
+INSPECTED_DIALECTS = frozenset({"duckdb", "postgresql", "snowflake"})
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,17 @@ class SegmentSource:
 
     def tables(self) -> set[str]:
         """The schema's tables; WarehouseError when unreachable or the schema is missing."""
+        if self._tables is None and self.engine.dialect.name not in INSPECTED_DIALECTS:
+            with self._errors("list the tables of"), self.engine.connect() as conn:
+                clause = sql.render("schema_tables", self.engine.dialect, schema=self.schema)
+                rows = conn.execute(clause, {"schema": self.schema}).all()
+            if not rows:
+                raise WarehouseError(
+                    f"schema {self.schema!r} not found in the warehouse "
+                    f"{describe(str(self.engine.url))}"
+                )
+            normalize = self.engine.dialect.normalize_name
+            self._tables = {normalize(t) or t for _, t in rows if t is not None}
         if self._tables is None:
             with self._errors("list the tables of"):
                 inspector = sa.inspect(self.engine)
@@ -381,10 +398,14 @@ def _single_table(identifiers: dict[str, Any]) -> str | None:
 
 
 def _is_database_error(exc: BaseException) -> bool:
-    if isinstance(exc, sa.exc.DBAPIError | sa.exc.OperationalError):
+    # ArgumentError/CompileError: a dialect refusing its settings or a statement it
+    # cannot render; one line for the user like any driver error.
+    if isinstance(
+        exc,
+        sa.exc.DBAPIError | sa.exc.OperationalError | sa.exc.ArgumentError | sa.exc.CompileError,
+    ):
         return True
-    module = type(exc).__module__ or ""
-    return module.split(".")[0] in ("duckdb", "_duckdb", "adbc_driver_manager", "psycopg")
+    return is_driver_error(exc)
 
 
 def _is_connection_error(exc: BaseException, state: str | None) -> bool:

@@ -1,7 +1,9 @@
 """The sync state store: cursors, delivery bookkeeping, fingerprints, rejections, runs.
 
 Tables live in their own schema under the state URL (the warehouse by default) and are
-created by the job itself. Works on DuckDB and PostgreSQL.
+created by the job itself. Works on DuckDB, PostgreSQL, Snowflake, BigQuery and Redshift
+(warehouse/upsert.py says how each writes); `migrate` refuses, with WarehouseError, a
+state location it cannot write, before anything is sent.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
-from connect_sync.warehouse.engine import is_duckdb
-from connect_sync.warehouse.errors import WarehouseError
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from connect_sync.warehouse.engine import describe, is_duckdb
+from connect_sync.warehouse.errors import WarehouseError, first_line
+from connect_sync.warehouse.upsert import upsert, upsert_style
 from sqlalchemy.engine import Engine
 
 #: The state schema's version; `StateStore.migrate` brings older ones up step by step.
@@ -116,6 +118,7 @@ class StateStore:
         self.source_schema = source_schema
         self.metadata = state_metadata(schema)
         self.t = self.metadata.tables
+        self._existing: set[str] | None = None  # tables listed by query (CATALOG_BY_QUERY)
 
     def table(self, name: str) -> sa.Table:
         return self.t[f"{self.schema}.{name}"]
@@ -129,25 +132,64 @@ class StateStore:
         once, in order, in the same transaction as the version it records. A state schema
         written by a newer job is refused rather than guessed at.
         """
-        with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":  # one migrating job at a time
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-            conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
-            version = self.table("schema_version")
-            version.create(conn, checkfirst=True)
-            current = conn.execute(sa.select(sa.func.max(version.c.version))).scalar()
-            if current is not None and current > SCHEMA_VERSION:
-                raise WarehouseError(
-                    f"state schema {self.schema!r} is at version {current}, newer than this "
-                    f"connect-sync ({SCHEMA_VERSION}): upgrade connect-sync"
+        upsert_style(self.engine.dialect.name)  # refuses a database it cannot write
+        try:
+            with self.engine.begin() as conn:
+                self._migrate(conn)
+            with self.engine.begin() as conn:  # the write path, tried before anything is sent
+                self._insert_in(
+                    conn,
+                    self.table("schema_version"),
+                    [{"version": SCHEMA_VERSION}],
+                    ["version"],
                 )
-            if current is not None:
-                for step in range(current + 1, SCHEMA_VERSION + 1):
-                    MIGRATIONS[step](self, conn)
-                    conn.execute(sa.insert(version).values(version=step))
-            self.metadata.create_all(conn, checkfirst=True)
-            if current is None:
-                conn.execute(sa.insert(version).values(version=SCHEMA_VERSION))
+        except WarehouseError:
+            raise
+        except (sa.exc.SQLAlchemyError, NotImplementedError) as exc:
+            raise WarehouseError(
+                f"cannot write the state store {self.schema!r} in "
+                f"{describe(str(self.engine.url))}: {first_line(exc)} "
+                "(set CONNECT_SYNC_STATE_URL to a database the job can write)"
+            ) from exc
+
+    def _migrate(self, conn: sa.Connection) -> None:
+        if conn.dialect.name == "postgresql":  # one migrating job at a time
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
+        self._existing = self._listed_tables(conn)
+        version = self.table("schema_version")
+        self.create_table(conn, version)
+        current = conn.execute(sa.select(sa.func.max(version.c.version))).scalar()
+        if current is not None and current > SCHEMA_VERSION:
+            raise WarehouseError(
+                f"state schema {self.schema!r} is at version {current}, newer than this "
+                f"connect-sync ({SCHEMA_VERSION}): upgrade connect-sync"
+            )
+        if current is not None:
+            for step in range(current + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[step](self, conn)
+                conn.execute(sa.insert(version).values(version=step))
+        for table in self.metadata.sorted_tables:
+            self.create_table(conn, table)
+        if current is None:
+            conn.execute(sa.insert(version).values(version=SCHEMA_VERSION))
+
+    def create_table(self, conn: sa.Connection, table: sa.Table) -> None:
+        """Create a state table unless it exists (asked of the dialect, or of the
+        information_schema where CATALOG_BY_QUERY says the dialect cannot be asked)."""
+        if self._existing is None:
+            table.create(conn, checkfirst=True)
+        elif table.name not in self._existing:
+            table.create(conn)
+            self._existing.add(table.name)
+
+    def _listed_tables(self, conn: sa.Connection) -> set[str] | None:
+        if conn.dialect.name not in CATALOG_BY_QUERY:
+            return None
+        clause = sql_files.render("state_tables", conn.dialect)
+        normalize = conn.dialect.normalize_name
+        names = conn.execute(clause, {"schema": self.schema}).scalars()
+        return {normalize(name) or name for name in names}
 
     def schema_version(self) -> int | None:
         """The version of the state schema (None before `migrate`)."""
@@ -215,17 +257,14 @@ class StateStore:
             run_id=run_id,
             updated_at=_now(),
         )
-        stmt = pg_insert(cursors).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["source_schema", "stream"],
-            set_={
-                "position": stmt.excluded.position,
-                "run_id": stmt.excluded.run_id,
-                "updated_at": stmt.excluded.updated_at,
-            },
-        )
         with self.engine.begin() as conn:
-            conn.execute(stmt)
+            upsert(
+                conn,
+                cursors,
+                [values],
+                ["source_schema", "stream"],
+                update=["position", "run_id", "updated_at"],
+            )
 
     # -- delivery bookkeeping --------------------------------------------------------------
 
@@ -548,19 +587,11 @@ class StateStore:
         keys: list[str],
         update: list[str] | None = None,
     ) -> None:
-        for i in range(0, len(rows), WRITE_CHUNK):
-            stmt = pg_insert(table).values(rows[i : i + WRITE_CHUNK])
-            if update:
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=keys, set_={c: stmt.excluded[c] for c in update}
-                )
-            else:
-                stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-            conn.execute(stmt)
+        upsert(conn, table, rows, keys, update)
 
 
 def _add_anonymous_profiles(store: StateStore, conn: sa.Connection) -> None:
-    store.table("anonymous_profiles").create(conn, checkfirst=True)
+    store.create_table(conn, store.table("anonymous_profiles"))
 
 
 #: Schema migrations: the step that brings a state schema from version N-1 to N.
@@ -593,6 +624,9 @@ def uses_duckdb(store: StateStore) -> bool:
     return is_duckdb(store.engine)
 
 
+#: Dialects whose state tables are listed with the job's own information_schema query:
+#: sqlalchemy-redshift's `has_table` reads Redshift-only catalog columns.
+CATALOG_BY_QUERY = frozenset({"redshift"})
 #: Dialects with a set-based staging path (a registered Arrow table; COPY into a temp table).
 STAGING_DIALECTS = frozenset({"duckdb", "postgresql"})
 #: Below this many keys a lookup uses IN lists: staging would cost more than it saves.

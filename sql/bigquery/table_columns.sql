@@ -1,5 +1,6 @@
--- BigQuery: each dataset (schema) has its own INFORMATION_SCHEMA; the schema filter is redundant there.
+-- BigQuery: each dataset (schema) has its own INFORMATION_SCHEMA, so no schema filter
+-- (which would also miss a project-qualified `project.dataset`, whose table_schema is
+-- the dataset alone). `:schema` is bound by the caller and unused here.
 SELECT table_name, column_name
 FROM {schema}.INFORMATION_SCHEMA.COLUMNS
-WHERE lower(table_schema) = lower(:schema)
 ORDER BY table_name, ordinal_position

@@ -1,8 +1,9 @@
 """Every read statement compiles for every warehouse dialect, quoted and typed for it.
 
-DuckDB and PostgreSQL also run for real (test_warehouse.py); Snowflake, Redshift and
-BigQuery are compiled with their SQLAlchemy dialects (the `snowflake`, `redshift` and
-`bigquery` extras), each skipped only when its package is not installed.
+DuckDB and PostgreSQL also run for real (test_warehouse.py), and Snowflake, Redshift and
+BigQuery against emulators (tests/integration/dialects/); here every statement is compiled
+with each SQLAlchemy dialect (the `snowflake`, `redshift` and `bigquery` extras): skipped
+locally when a package is missing, a failure in CI.
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ from types import SimpleNamespace
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from connect_sync.warehouse.frames import UTC_MICROS, described_type, normalize_batch
+from connect_sync.warehouse.frames import (
+    UTC_MICROS,
+    described_type,
+    normalize_batch,
+    rows_to_arrow,
+)
 from connect_sync.warehouse.segment import SegmentSource, Window
+
+from tests.integration.dialects.requirements import require
 
 DIALECTS = {
     "duckdb": ("duckdb_engine", "duckdb://"),
@@ -32,7 +40,7 @@ COLUMNS = ["id", "user_id", "anonymous_id", "timestamp", "plan", "select"]
 
 def _dialect(name: str) -> sa.Dialect:
     module, url = DIALECTS[name]
-    pytest.importorskip(module)
+    require(module, {"postgresql": "postgres"}.get(name, name))
     cls = sa.engine.make_url(url).get_dialect()
     return cls(dbapi=cls.import_dbapi())  # as create_engine builds it: the driver's paramstyle
 
@@ -179,13 +187,45 @@ def test_described_types_of_all_null_columns(code, expected) -> None:
     assert described_type(code) == expected
 
 
+@pytest.mark.parametrize(
+    ("code", "scale", "expected"),
+    [
+        (13, None, pa.bool_()),  # BOOLEAN (13 is no PostgreSQL type)
+        (16, None, None),  # not a Snowflake code: never read as PostgreSQL's boolean
+        (7, None, UTC_MICROS),  # TIMESTAMP_TZ
+        (8, None, UTC_MICROS),  # TIMESTAMP_NTZ
+        (2, None, pa.string()),  # TEXT
+        (0, 0, pa.int64()),  # NUMBER(38,0)
+        (0, 2, pa.decimal128(38, 2)),  # NUMBER(38,2): exact
+    ],
+)
+def test_snowflake_type_codes_are_snowflakes(code, scale, expected) -> None:
+    assert described_type(code, "snowflake", scale, 38) == expected
+
+
+def test_declared_decimals_stay_exact_across_chunks() -> None:
+    declared = [described_type(1700, "postgresql", 2, 38)]
+    small = rows_to_arrow(["ltv"], [(Decimal("0.10"),)], declared)
+    large = rows_to_arrow(["ltv"], [(Decimal("1234567890123.45"),)], declared)
+    assert small.schema == large.schema == pa.schema([("ltv", pa.decimal128(38, 2))])
+    assert large.column(0)[0].as_py() == Decimal("1234567890123.45")
+    assert described_type(1700, "postgresql") == pa.float64()  # bare NUMERIC: no scale
+
+
+def test_a_declared_type_wins_over_the_values_of_a_chunk() -> None:
+    all_null = rows_to_arrow(["ltv"], [(None,), (None,)], [pa.float64()])
+    whole = rows_to_arrow(["ltv"], [(1,), (None,)], [pa.float64()])  # whole numbers only
+    assert all_null.schema == whole.schema == pa.schema([("ltv", pa.float64())])
+
+
 def test_dialect_extras_are_declared() -> None:
     import tomllib
     from pathlib import Path
 
-    extras = tomllib.loads(Path("pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"  # whatever the cwd
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
     assert any("adbc-driver-postgresql" in d for d in extras["postgres"])
     assert any("sqlalchemy-redshift" in d for d in extras["redshift"])
     assert any("snowflake-sqlalchemy" in d for d in extras["snowflake"])
     assert any("sqlalchemy-bigquery" in d for d in extras["bigquery"])
-    importlib.import_module("sql")
+    importlib.import_module("connect_sync.sql")
