@@ -148,6 +148,10 @@ def _normalize_column(array: pa.Array | pa.ChunkedArray, target: pa.DataType) ->
     if pa.types.is_timestamp(dtype) and dtype.unit == "ns":  # DuckDB TIMESTAMP_NS: to the µs
         array = pc.cast(array, pa.timestamp("us", dtype.tz), safe=False)
         dtype = array.type
+    if pa.types.is_decimal(dtype) and pa.types.is_floating(target):
+        # Arrow's decimal -> double cast scales in binary (19.99 -> 19.990000000000002):
+        # through the decimal's text, the double nearest the written digits
+        return pc.cast(pc.cast(array, pa.string()), target)
     if pa.types.is_dictionary(dtype):
         array = (
             array.dictionary_decode()

@@ -139,7 +139,8 @@ class SegmentSource:
         missing, or one of `tables` that exists cannot be read by this role. A table that
         does not exist is not an error: Segment creates a table only once that kind of call
         has arrived, and a stream without its table has nothing to do."""
-        present = [t for t in tables if t in self.tables()]
+        available = self.tables()  # the schema itself must exist
+        present = [t for t in tables if t in available]
         with self._errors("connect to"), self.engine.connect() as conn:
             for table in present:
                 clause = sql.render(

@@ -147,12 +147,14 @@ def test_a_missing_dataset_is_named(bqemulator) -> None:
 
 def test_bigquery_reads_only_the_needed_columns(bqemulator, dataset) -> None:
     from connect_sync.warehouse.engine import create_engine
+    from connect_sync.transforms.columns import identify_read_columns
     from connect_sync.warehouse.segment import SegmentSource
 
     _writer(bqemulator, dataset)(first_rows(), twice=False)
     engine = create_engine(f"bigquery://{PROJECT}", connect_args=_connect_args(bqemulator))
     executed: list[str] = []
     sa.event.listen(engine, "before_cursor_execute", lambda c, cur, s, *a: executed.append(s))
-    frame = SegmentSource(engine, dataset).identifies()
+    source = SegmentSource(engine, dataset)
+    frame = source.identifies(columns=identify_read_columns(source.columns("identifies")))
     assert "sent_at" not in frame.columns and "beta_tester" in frame.columns
     assert not [s for s in executed if "SELECT *" in s.upper()]
