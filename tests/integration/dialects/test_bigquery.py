@@ -146,8 +146,8 @@ def test_a_missing_dataset_is_named(bqemulator) -> None:
 
 
 def test_bigquery_reads_only_the_needed_columns(bqemulator, dataset) -> None:
-    from connect_sync.warehouse.engine import create_engine
     from connect_sync.transforms.columns import identify_read_columns
+    from connect_sync.warehouse.engine import create_engine
     from connect_sync.warehouse.segment import SegmentSource
 
     _writer(bqemulator, dataset)(first_rows(), twice=False)
