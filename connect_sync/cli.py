@@ -414,7 +414,10 @@ def _state_store(settings: Settings) -> Any:
 
     with _expected_failures():
         store = StateStore(
-            create_engine(settings.effective_state_url),
+            create_engine(
+                settings.effective_state_url,
+                connect_args=settings.engine_args(settings.effective_state_url),
+            ),
             settings.state_schema,
             settings.source_schema,
         )

@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     def api_key_value(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key else None
 
+    def engine_args(self, url: str) -> dict[str, Any]:
+        """The connect arguments of an engine for `url`: the warehouse's when it is the
+        warehouse (the state store too, when it lives there)."""
+        return self.warehouse_connect_args_value() if url == self.warehouse_url else {}
+
     def warehouse_connect_args_value(self) -> dict[str, Any]:
         """The warehouse's connect arguments (empty when not set)."""
         if self.warehouse_connect_args is None:

@@ -81,7 +81,9 @@ class SyncJob:
         check_options(settings, options)
         if options.partition is not None and shared is None:
             raise ConfigurationError(f"partition {options.partition} runs from a coordinating job")
-        self.warehouse = create_engine(settings.warehouse_url)
+        self.warehouse = create_engine(
+            settings.warehouse_url, connect_args=settings.engine_args(settings.warehouse_url)
+        )
         state_engine = (
             self.warehouse
             if settings.effective_state_url == settings.warehouse_url

@@ -58,7 +58,11 @@ class ReplayReport:
 def replay_rejections(settings: Settings, progress: ProgressCallback | None = None) -> ReplayReport:
     """Re-send the pending retryable rejections of the configured source schema."""
     store = StateStore(
-        create_engine(settings.effective_state_url, create_dirs=True),
+        create_engine(
+            settings.effective_state_url,
+            create_dirs=True,
+            connect_args=settings.engine_args(settings.effective_state_url),
+        ),
         settings.state_schema,
         settings.source_schema,
     )

@@ -25,8 +25,7 @@ def create_engine(
     """An engine for URL; a DuckDB file's folder is created when asked.
 
     `connect_args` go to the driver (BigQuery's are turned into its client, see
-    CONNECT_ARGS_BUILDERS); None takes the configured warehouse connect arguments when URL
-    is the configured warehouse (CONNECT_SYNC_WAREHOUSE_CONNECT_ARGS). Fails with
+    CONNECT_ARGS_BUILDERS): `Settings.engine_args` gives the configured ones. Fails with
     WarehouseError, never a driver's traceback: a URL the dialect refuses, no driver, no
     credentials.
     """
@@ -43,8 +42,6 @@ def create_engine(
                 f"DuckDB warehouse file {path} does not exist "
                 "(run `connect-sync demo` or set CONNECT_SYNC_WAREHOUSE_URL)"
             )
-    if connect_args is None:
-        connect_args = configured_connect_args(url)
     try:
         build = CONNECT_ARGS_BUILDERS.get(parsed.get_backend_name())
         if build is not None and connect_args:
@@ -69,24 +66,6 @@ def create_engine(
             f"the {parsed.get_backend_name()} dialect refuses the URL "
             f"{parsed.render_as_string(hide_password=True)}: {first_line(exc)}"
         ) from exc
-
-
-def configured_connect_args(url: str) -> dict[str, Any]:
-    """The configured warehouse connect arguments, when URL is the configured warehouse.
-
-    The job's settings come from the environment and `.env`; the flows still create
-    engines from URLs alone, so the arguments are looked up here by URL."""
-    from pydantic import ValidationError
-
-    from connect_sync.settings import Settings
-
-    try:
-        settings = Settings()
-    except ValidationError:  # the job reports its own settings' problems
-        return {}
-    if settings.warehouse_connect_args is None or settings.warehouse_url != url:
-        return {}
-    return settings.warehouse_connect_args_value()
 
 
 def _bigquery_client(url: URL, args: dict[str, Any]) -> tuple[URL, dict[str, Any]]:

@@ -127,9 +127,8 @@ def test_golden_and_incremental_on_bigquery(
 ) -> None:
     url = f"bigquery://{PROJECT}"  # no dataset in the URL: the schema setting names it
     schema = f"{PROJECT}.{dataset}" if qualified else dataset
-    monkeypatch.setenv("CONNECT_SYNC_WAREHOUSE_URL", url)
-    monkeypatch.setenv("CONNECT_SYNC_WAREHOUSE_CONNECT_ARGS", json.dumps(_connect_args(bqemulator)))
-    settings = sandbox_settings(url, schema, sandbox, chunk_size=4)
+    args = json.dumps(_connect_args(bqemulator))  # the emulator's client settings
+    settings = sandbox_settings(url, schema, sandbox, chunk_size=4, warehouse_connect_args=args)
     settings = settings.model_copy(update={"state_schema": f"{dataset}_state"})
     write = _writer(bqemulator, dataset)
     check_golden_and_incremental(settings, write, sandbox, tmp_path, duplicates=True)

@@ -51,10 +51,12 @@ def test_the_configured_warehouse_gets_its_connect_args(tmp_path, monkeypatch) -
     url = f"duckdb:///{tmp_path / 'w.duckdb'}"
     monkeypatch.setenv("CONNECT_SYNC_WAREHOUSE_URL", url)
     monkeypatch.setenv("CONNECT_SYNC_WAREHOUSE_CONNECT_ARGS", '{"config": {"threads": 3}}')
-    engine = create_engine(url, create_dirs=True)
+    settings = Settings()  # from the environment, as the job reads it
+    engine = create_engine(url, create_dirs=True, connect_args=settings.engine_args(url))
     with engine.connect() as conn:
         threads = conn.execute(sa.text("SELECT current_setting('threads')")).scalar()
     assert int(threads) == 3
-    other = create_engine(f"duckdb:///{tmp_path / 'other.duckdb'}", create_dirs=True)
+    other_url = f"duckdb:///{tmp_path / 'other.duckdb'}"
+    other = create_engine(other_url, create_dirs=True, connect_args=settings.engine_args(other_url))
     with other.connect() as conn:  # another URL (a separate state store) gets none
         assert conn.execute(sa.text("SELECT 1")).scalar() == 1
