@@ -16,6 +16,14 @@ WHERE coalesce(user_id, anonymous_id) IS NOT NULL
   AND length(coalesce(event_text, event)) <= 200
 """
 
+#: Page and screen calls: one track each (their demo names are short).
+EXPECTED_PAGE_VIEWS = """
+SELECT (SELECT count(DISTINCT id) FROM segment.pages
+        WHERE coalesce(user_id, anonymous_id) IS NOT NULL)
+     + (SELECT count(DISTINCT id) FROM segment.screens
+        WHERE coalesce(user_id, anonymous_id) IS NOT NULL)
+"""
+
 EXPECTED_USERS = """
 WITH links AS (
     SELECT previous_id AS from_id, user_id AS to_id FROM segment.aliases
@@ -24,10 +32,17 @@ WITH links AS (
     UNION SELECT anonymous_id, user_id FROM segment.tracks
           WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL
 ),
-canonical AS (SELECT from_id, max(to_id) AS to_id FROM links GROUP BY from_id)
-SELECT count(DISTINCT coalesce(c.to_id, coalesce(i.user_id, i.anonymous_id)))
-FROM segment.identifies i
-LEFT JOIN canonical c ON c.from_id = coalesce(i.user_id, i.anonymous_id)
+canonical AS (SELECT from_id, max(to_id) AS to_id FROM links GROUP BY from_id),
+-- a profile is made by an identify, or by a group call (an identify with group_id)
+profiles AS (
+    SELECT coalesce(user_id, anonymous_id) AS id FROM segment.identifies
+    UNION SELECT coalesce(user_id, anonymous_id) FROM segment.groups
+          WHERE trim(coalesce(group_id, '')) <> ''
+)
+SELECT count(DISTINCT coalesce(c.to_id, p.id))
+FROM profiles p
+LEFT JOIN canonical c ON c.from_id = p.id
+WHERE p.id IS NOT NULL
 """
 
 
@@ -46,6 +61,7 @@ def test_demo_sync_delivers_every_expected_user_and_event(tmp_path: Path, sandbo
     engine = sa.create_engine(f"duckdb:///{path}")
     with engine.connect() as conn:
         expected_events = conn.execute(sa.text(EXPECTED_EVENTS)).scalar_one()
+        expected_page_views = conn.execute(sa.text(EXPECTED_PAGE_VIEWS)).scalar_one()
         expected_users = conn.execute(sa.text(EXPECTED_USERS)).scalar_one()
     engine.dispose()
 
@@ -53,7 +69,9 @@ def test_demo_sync_delivers_every_expected_user_and_event(tmp_path: Path, sandbo
 
     stats = sandbox.stats()
     assert report.status == "succeeded"
-    assert stats["events"] == expected_events == report.events_sent
+    assert expected_events == report.events_sent
+    assert expected_page_views == report.pages_sent + report.screens_sent
+    assert stats["events"] == expected_events + expected_page_views
     assert stats["users"] == expected_users
     assert stats["duplicate_events"] == 0
     assert stats["rejected_items"] == 0
