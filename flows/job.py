@@ -81,10 +81,12 @@ class SyncJob:
         check_options(settings, options)
         if options.partition is not None and shared is None:
             raise ConfigurationError(f"partition {options.partition} runs from a coordinating job")
-        self.warehouse = create_engine(settings.warehouse_url)
+        # The job only reads the warehouse: opened read-only unless the state lives in it.
+        state_inside = settings.effective_state_url == settings.warehouse_url
+        self.warehouse = create_engine(settings.warehouse_url, read_only=not state_inside)
         state_engine = (
             self.warehouse
-            if settings.effective_state_url == settings.warehouse_url
+            if state_inside
             else create_engine(settings.effective_state_url, create_dirs=True)
         )
         source = SegmentSource(self.warehouse, settings.source_schema, settings.chunk_size)

@@ -18,12 +18,31 @@ def is_duckdb(engine: Engine) -> bool:
     return engine.dialect.name == "duckdb"
 
 
-def create_engine(url: str, *, create_dirs: bool = False) -> Engine:
-    """An engine for URL; a DuckDB file's folder is created when asked."""
+#: How each backend opens a connection that cannot write, as (connect_args, URL query) to
+#: add: a DuckDB file opened `read_only` shares its lock with other readers (partitions, BI
+#: tools, dbt); PostgreSQL runs every transaction read-only (`options` also reaches the
+#: ADBC reader, which connects from the URL). Backends not listed open as usual.
+READ_ONLY_OPENING: dict[str, tuple[dict[str, object], dict[str, str]]] = {
+    "duckdb": ({"read_only": True}, {}),
+    "postgresql": ({}, {"options": "-c default_transaction_read_only=on"}),
+}
+
+
+def create_engine(url: str, *, create_dirs: bool = False, read_only: bool = False) -> Engine:
+    """An engine for URL; a DuckDB file's folder is created when asked. `read_only`: the
+    connections cannot write (READ_ONLY_OPENING), for a warehouse the job only reads;
+    WarehouseError when the URL is not one or its driver is missing."""
     try:
         parsed = make_url(url)
     except sa.exc.ArgumentError as exc:
         raise WarehouseError(f"not a SQLAlchemy URL: {url!r}") from exc
+    connect_args: dict[str, object] = {}
+    if read_only and parsed.database not in (None, "", ":memory:"):
+        connect_args, query = READ_ONLY_OPENING.get(parsed.get_backend_name(), ({}, {}))
+        if query:
+            given = dict(parsed.query)
+            extra = {k: f"{given[k]} {v}" if k in given else v for k, v in query.items()}
+            parsed = parsed.update_query_dict(extra)
     if parsed.get_backend_name() == "duckdb" and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database)
         if create_dirs:
@@ -34,7 +53,7 @@ def create_engine(url: str, *, create_dirs: bool = False) -> Engine:
                 "(run `connect-sync demo` or set CONNECT_SYNC_WAREHOUSE_URL)"
             )
     try:
-        return sa.create_engine(parsed)
+        return sa.create_engine(parsed, connect_args=dict(connect_args))
     except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
         raise WarehouseError(
             f"no driver for {parsed.get_backend_name()!r}: install the matching extra, "
