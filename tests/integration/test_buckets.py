@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from connect_sync.flows.pipeline import SyncOptions, run_sync
 from connect_sync.warehouse.engine import create_engine
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connect_sync.settings import Settings
-from tests.segment_rows import row, sandbox_settings, write_tables
+from tests.segment_rows import drop_schemas, row, sandbox_settings, write_tables
 
 
 def _tables() -> dict[str, list[dict]]:
@@ -92,3 +96,105 @@ def test_a_read_only_warehouse_engine_cannot_write(warehouse: tuple[str, str]) -
     finally:
         engine.dispose()
 
+
+# -- the users stream in buckets ---------------------------------------------------------
+
+USERS = [f"u{i}" for i in range(8)]
+ANONYMOUS = [f"a{i}" for i in range(10)]
+
+identify_rows = st.lists(
+    st.tuples(
+        st.sampled_from([None, *USERS]),  # user id
+        st.sampled_from([None, *ANONYMOUS]),  # anonymous id
+        st.integers(0, 50),  # minutes
+        st.sampled_from([None, "ann@example.com", "bob@example.com", ""]),  # email
+        st.sampled_from([None, "Ann", "Bob", "Zoë"]),  # first name
+        st.sampled_from([None, 1, 7, 42]),  # plan seats
+        st.booleans(),  # a duplicate of the previous row (the same message)
+    ),
+    min_size=1,
+    max_size=25,
+)
+alias_rows = st.lists(
+    st.tuples(st.sampled_from(ANONYMOUS + USERS), st.sampled_from(USERS), st.integers(0, 50)),
+    max_size=6,
+)
+
+
+def _warehouse(url: str, schema: str, identifies: list, aliases: list) -> None:
+    rows: list[dict] = []
+    for user, anonymous, minutes, email, name, seats, again in identifies:
+        if again and rows:
+            rows.append(dict(rows[-1]))
+            continue
+        rows.append(
+            row(minutes, user_id=user, anonymous_id=anonymous, email=email, first_name=name,
+                seats=seats)
+        )  # fmt: skip
+    links = [row(m, previous_id=p, user_id=u) for p, u, m in aliases]
+    write_tables(url, schema, {"identifies": rows, "aliases": links})
+
+
+def _dry_users(url: str, schema: str, tmp: Path, name: str, **settings: object) -> bytes:
+    out = tmp / f"{name}.jsonl"
+    report = run_sync(
+        Settings(
+            warehouse_url=url,
+            source_schema=schema,
+            state_url=f"duckdb:///{tmp / f'{name}-state.duckdb'}",
+            journal_dir=tmp / f"{name}-journal",
+            **settings,
+        ),
+        SyncOptions(streams=("aliases", "users"), dry_run=True, output=out),
+    )
+    assert report.status == "succeeded", report.error
+    return out.read_bytes()
+
+
+def _same_payloads_bucketed_or_not(url: str, schema: str, tmp: Path) -> None:
+    whole = _dry_users(url, schema, tmp, "whole", bucket_rows=10**9, chunk_size=3)
+    assert b"/v2/identify" in whole or whole == b""
+    for rows in (1, 2, 5):
+        bucketed = _dry_users(url, schema, tmp, f"b{rows}", bucket_rows=rows, chunk_size=3)
+        assert bucketed == whole, rows
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(identifies=identify_rows, aliases=alias_rows)
+def test_bucketed_and_whole_users_runs_send_the_same_payloads_duckdb(
+    identifies: list, aliases: list
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        url = f"duckdb:///{tmp / 'warehouse.duckdb'}"
+        _warehouse(url, "segment", identifies, aliases)
+        _same_payloads_bucketed_or_not(url, "segment", tmp)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(identifies=identify_rows, aliases=alias_rows)
+def test_bucketed_and_whole_users_runs_send_the_same_payloads_postgres(
+    postgres_url: str, identifies: list, aliases: list
+) -> None:
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            _warehouse(postgres_url, schema, identifies, aliases)
+            _same_payloads_bucketed_or_not(postgres_url, schema, Path(folder))
+    finally:
+        drop_schemas(postgres_url, schema)
+
+
+def test_ids_of_one_user_sorting_into_other_buckets_are_read_with_it(tmp_path: Path) -> None:
+    """An anonymous id and the user it is aliased to, in different buckets of ids before
+    the merge, are read together: their canonical user's bucket holds both ids."""
+    url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    identifies = [row(i, anonymous_id=f"z{i}", email=f"z{i}@example.com") for i in range(6)]
+    identifies += [row(10, user_id="a-user", first_name="Ann")]
+    aliases = [row(11, previous_id="z5", user_id="a-user")]
+    write_tables(url, "segment", {"identifies": identifies, "aliases": aliases})
+    whole = _dry_users(url, "segment", tmp_path, "whole", bucket_rows=10**9)
+    bucketed = _dry_users(url, "segment", tmp_path, "bucketed", bucket_rows=1)
+    assert bucketed == whole
+    merged = [line for line in whole.splitlines() if b'"a-user"' in line and b"Ann" in line]
+    assert len(merged) == 1 and b"z5@example.com" in merged[0]
