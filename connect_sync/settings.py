@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     chunk_size: int = Field(
         default=100_000, ge=1, validation_alias=_env("CONNECT_SYNC_CHUNK_SIZE", "chunk_size")
     )
+    bucket_rows: int = Field(
+        default=0,
+        ge=0,
+        validation_alias=_env("CONNECT_SYNC_BUCKET_ROWS", "bucket_rows"),
+        description="Warehouse rows a stream holds at once on a first read: its users are "
+        "read in buckets of about this many rows (0: automatic, from the table's width).",
+    )
     build_threads: int = Field(
         default=1,
         ge=0,

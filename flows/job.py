@@ -81,12 +81,16 @@ class SyncJob:
         check_options(settings, options)
         if options.partition is not None and shared is None:
             raise ConfigurationError(f"partition {options.partition} runs from a coordinating job")
+        # The job only reads the warehouse: opened read-only unless the state lives in it.
+        state_inside = settings.effective_state_url == settings.warehouse_url
         self.warehouse = create_engine(
-            settings.warehouse_url, connect_args=settings.engine_args(settings.warehouse_url)
+            settings.warehouse_url,
+            read_only=not state_inside,
+            connect_args=settings.engine_args(settings.warehouse_url),
         )
         state_engine = (
             self.warehouse
-            if settings.effective_state_url == settings.warehouse_url
+            if state_inside
             else create_engine(settings.effective_state_url, create_dirs=True)
         )
         if shared is None and not options.dry_run:

@@ -19,10 +19,25 @@ def is_duckdb(engine: Engine) -> bool:
     return engine.dialect.name == "duckdb"
 
 
+#: How each backend opens a connection that cannot write, as (connect_args, URL query) to
+#: add: a DuckDB file opened `read_only` shares its lock with other readers (partitions, BI
+#: tools, dbt); PostgreSQL runs every transaction read-only (`options` also reaches the
+#: ADBC reader, which connects from the URL). Backends not listed open as usual.
+READ_ONLY_OPENING: dict[str, tuple[dict[str, object], dict[str, str]]] = {
+    "duckdb": ({"read_only": True}, {}),
+    "postgresql": ({}, {"options": "-c default_transaction_read_only=on"}),
+}
+
+
 def create_engine(
-    url: str, *, create_dirs: bool = False, connect_args: Mapping[str, Any] | None = None
+    url: str,
+    *,
+    create_dirs: bool = False,
+    read_only: bool = False,
+    connect_args: Mapping[str, Any] | None = None,
 ) -> Engine:
-    """An engine for URL; a DuckDB file's folder is created when asked.
+    """An engine for URL; a DuckDB file's folder is created when asked. `read_only`: the
+    connections cannot write (READ_ONLY_OPENING), for a warehouse the job only reads.
 
     `connect_args` go to the driver (BigQuery's are turned into its client, see
     CONNECT_ARGS_BUILDERS): `Settings.engine_args` gives the configured ones. Fails with
@@ -33,6 +48,14 @@ def create_engine(
         parsed = make_url(url)
     except sa.exc.ArgumentError as exc:
         raise WarehouseError(f"not a SQLAlchemy URL: {url!r}") from exc
+    connect_args = dict(connect_args or {})
+    if read_only and parsed.database not in (None, "", ":memory:"):
+        opening, query = READ_ONLY_OPENING.get(parsed.get_backend_name(), ({}, {}))
+        connect_args |= opening
+        if query:
+            given = dict(parsed.query)
+            extra = {k: f"{given[k]} {v}" if k in given else v for k, v in query.items()}
+            parsed = parsed.update_query_dict(extra)
     if parsed.get_backend_name() == "duckdb" and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database)
         if create_dirs:

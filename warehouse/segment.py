@@ -25,6 +25,9 @@ from sqlalchemy.engine import Engine
 from connect_sync import sql
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Warehouses that bill by bytes scanned: a stream reads each table once per run there (one
+#: bucket), never once per bucket of users.
+SINGLE_SCAN_DIALECTS = frozenset({"bigquery"})
 FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
 ID_CHUNK = 10_000
 
@@ -252,6 +255,12 @@ class SegmentSource:
         # `touched_ids` reads any table that has Segment's id columns
         frame = self._read("touched_ids", window.params, identifies=table, window=window.column)
         return frame["id"]
+
+    def ids_rows(self, table: str = "identifies") -> pd.DataFrame:
+        """Per id of the table's rows (`id`: user id, else anonymous id; null for rows of
+        neither) its `n_rows` and newest `loaded` (uuid_ts): one scan of the id columns."""
+        # `ids_rows` reads any table that has Segment's id columns
+        return self._read("ids_rows", identifies=table)
 
     def identifies(
         self, ids: Sequence[str] | None = None, columns: Sequence[str] | None = None
