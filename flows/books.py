@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,11 @@ from connect_sync.warehouse.state import StateStore
 log = logging.getLogger(__name__)
 
 Ack = Callable[[list[str]], None]
+
+#: How far past the run's start a row's `uuid_ts` may lie and still be sent and settled
+#: (clocks of the loader and of this host disagree a little): a row loaded later than the
+#: run's start plus this is left for a later run and no cursor moves past it.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass
@@ -76,6 +81,8 @@ class Books:
         self.journal: AckJournal | None = None
         #: Per stream, the newest row settled without a failure (a partition's result).
         self.settled: dict[str, datetime | None] = {}
+        #: The run's start plus CLOCK_SKEW: no cursor moves past it (None: no bound).
+        self.horizon: datetime | None = None
 
     # -- the run --------------------------------------------------------------------------
 
@@ -227,10 +234,18 @@ class Books:
                 len(stats.failed) + stats.unsent,
             )
             return
+        newest = self.bounded(newest)
         self.settled[stream] = newest
         if self.dry_run or not self.moves_cursors or newest is None:
             return
         self.state.move_cursor(cursor_table, newest, self.report.run_id)
+
+    def bounded(self, newest: datetime | None) -> datetime | None:
+        """`newest`, but never past the run's horizon: rows loaded after it (a clock in the
+        future) are read again by a later run, never skipped."""
+        if newest is None or self.horizon is None:
+            return newest
+        return min(newest, self.horizon)
 
     def settle_partitions(
         self,
@@ -254,4 +269,6 @@ class Books:
                 continue
             newest = [r.settled[stream] for r in results if r.settled[stream] is not None]
             if newest and self.moves_cursors and not self.dry_run:
-                self.state.move_cursor(cursor_table, max(newest), report.run_id)
+                position = self.bounded(max(newest))
+                assert position is not None
+                self.state.move_cursor(cursor_table, position, report.run_id)

@@ -4,6 +4,7 @@ delivered before, attributed to the canonical id, oldest call first."""
 from __future__ import annotations
 
 from abc import abstractmethod
+from datetime import datetime
 from typing import Any, ClassVar
 
 import numpy as np
@@ -15,7 +16,7 @@ from connect_sync.flows.context import RunContext
 from connect_sync.flows.streams.base import Stream, StreamResult
 from connect_sync.transforms.events import TrackPayloads
 from connect_sync.transforms.messages import unique_rows
-from connect_sync.transforms.rows import newest, who
+from connect_sync.transforms.rows import newest, utc_times, who
 from connect_sync.transforms.traits import chronological
 from connect_sync.warehouse.segment import Window
 
@@ -44,13 +45,18 @@ class MessageStream(Stream):
         counts = context.report.stream(self.name)
         window = context.window(self.cursor_table)
         rows = self.read(context, window)
-        read_max = newest(rows, "uuid_ts")
+        future = loaded_after(rows, context.books.horizon)
+        read_max = newest(rows, "uuid_ts", ~future if future.any() else None)
         rows = rows.assign(canonical_id=context.graph.resolve(who(rows)))
         # The rows to send, as positions in time order (the 2.5M-row frame is never copied
         # or sorted): the first row of each message, not delivered, in scope.
         at = chronological(rows)
         if context.options.partition is not None:  # a partition counts and looks up its own
             at = at[context.in_scope(rows["canonical_id"].take(at)).to_numpy(dtype=bool)]
+        if future.any():  # left for a later run: the cursor stays before them
+            later = future[at]
+            context.report.quality["loaded_in_future"] += int(later.sum())
+            at = at[~later]
         counts.read += len(at)
         ids = rows["id"].take(at)
         if (first := unique_rows(ids)) is not None:
@@ -94,6 +100,13 @@ class MessageStream(Stream):
                 ItemChunk(built.message_ids, built.payloads),
                 Booked(rejected=built.rejected, anonymous_profiles=anonymous),
             )
+
+
+def loaded_after(rows: pd.DataFrame, horizon: datetime | None) -> np.ndarray:
+    """Which rows were loaded (`uuid_ts`) after `horizon`: a loader clock in the future."""
+    if horizon is None or rows.empty or "uuid_ts" not in rows.columns:
+        return np.zeros(len(rows), dtype=bool)
+    return (utc_times(rows["uuid_ts"]) > pd.Timestamp(horizon)).fillna(False).to_numpy(dtype=bool)
 
 
 def _anonymous_profiles(part: pd.DataFrame, built: TrackPayloads) -> list[str]:
