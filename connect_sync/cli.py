@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from connect_sync.secrets import mask_text
 from connect_sync.settings import DEMO_DIR, DEMO_WAREHOUSE, Settings
 
 SANDBOX_DEFAULT_KEY = "sandbox-key"
@@ -61,7 +62,7 @@ def _expected_failures():
     try:
         yield
     except (ConnectConfigurationError, ConfigurationError, WarehouseError) as exc:
-        raise UsageProblem(str(exc)) from None
+        raise UsageProblem(mask_text(str(exc))) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

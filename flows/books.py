@@ -31,6 +31,8 @@ from connect_sync.flows.report import RunReport
 from connect_sync.warehouse.journal import AckJournal
 from connect_sync.warehouse.state import StateStore
 
+from connect_sync.secrets import mask_secrets, mask_text
+
 log = logging.getLogger(__name__)
 
 Ack = Callable[[list[str]], None]
@@ -108,13 +110,13 @@ class Books:
             except Exception as exc:  # the segment stays on disk: the next run merges it
                 log.error("could not merge acknowledgements into the state store: %s", exc)
                 if report.error is None:
-                    report.status, report.error = "failed", str(exc)
+                    report.status, report.error = "failed", mask_text(str(exc))
         if not self.dry_run and report.run_id:
-            self.state.finish_run(report.run_id, report.status, report.as_dict())
+            self.state.finish_run(report.run_id, report.status, mask_secrets(report.as_dict()))
 
     def write_run(self, run_id: str, status: str, report: dict[str, Any]) -> None:
         """The run's row, for a run with a report of its own (`rejects replay`)."""
-        self.state.finish_run(run_id, status, report)
+        self.state.finish_run(run_id, status, mask_secrets(report))
 
     def close_journal(self) -> None:
         if self.journal is not None:
@@ -142,7 +144,21 @@ class Books:
         counts.rejected += len(rejected)
         self.report.rejected_by_reason.update(rejected["reason"].tolist())
         if not self.dry_run:
-            self.state.record_rejections(self.report.run_id, stream, rejected)
+            self._record_new_rejections(stream, rejected)
+
+    def _record_new_rejections(self, stream: str, rows: pd.DataFrame) -> None:
+        """Record rejections, except those already recorded and not replayed for the same
+        stream, key (message id, else user id) and reason: a row rejected again by every run
+        of the lookback window is one rejection."""
+        reasons = rows["reason"].astype(str)
+        rows = rows.assign(reason=reasons.map({r: mask_text(r) for r in reasons.unique()}))
+        keys = _rejection_keys(rows)
+        known = self.state.pending_rejections(stream, keys.dropna().tolist())
+        if known:
+            pairs = pd.Series(list(zip(keys, rows["reason"].astype(str), strict=True)))
+            rows = rows[~pairs.isin(known).to_numpy(dtype=bool)]
+        if len(rows):
+            self.state.record_rejections(self.report.run_id, stream, rows)
 
     def anonymous_profiles(self, anonymous_ids: list[str]) -> None:
         """Anonymous ids the next items create Connect profiles under, so a later run can
@@ -211,7 +227,7 @@ class Books:
                     for r in refused
                 ]
             )
-            self.state.record_rejections(report.run_id, stream, rows)
+            self._record_new_rejections(stream, rows)
 
     def refused_again(self, stream: str, endpoint: str, rows: pd.DataFrame) -> None:
         """Replayed items Connect refused again with a 400: new, non-retryable rejections."""
@@ -272,3 +288,11 @@ class Books:
                 position = self.bounded(max(newest))
                 assert position is not None
                 self.state.move_cursor(cursor_table, position, report.run_id)
+
+
+def _rejection_keys(rows: pd.DataFrame) -> pd.Series:
+    """Each rejection's key: its message id, else its user id (None when neither)."""
+    empty = pd.Series(None, index=rows.index, dtype=object)
+    message = rows["message_id"] if "message_id" in rows.columns else empty
+    user = rows["user_id"] if "user_id" in rows.columns else empty
+    return message.where(message.notna(), user).astype("string")

@@ -33,6 +33,7 @@ from connect_sync.warehouse.run_lock import RunInProgress, RunLock
 from connect_sync.warehouse.segment import EPOCH, SegmentSource, Window
 from connect_sync.warehouse.state import StateStore
 
+from connect_sync.secrets import mask_text
 from connect_sync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -286,7 +287,7 @@ class SyncJob:
         report.duration_s = round(time.monotonic() - self._started, 3)
         if error is not None:
             report.status = "failed"
-            report.error = str(error)
+            report.error = mask_text(str(error))
         else:
             report.status = "failed" if report.streams_failed else "succeeded"
         if self.context is not None:

@@ -532,6 +532,26 @@ class StateStore:
             )
         self._insert(self.table("rejections"), rows, ["rejection_id"])
 
+    def pending_rejections(self, stream: str, keys: Sequence[str]) -> set[tuple[str, str]]:
+        """(key, reason) of the rejections of `stream` recorded and not replayed whose key
+        (the message id, else the user id) is among `keys`."""
+        ids = _unique_keys(keys)
+        table = self.table("rejections")
+        if not ids or not self._has_rows(table, stream=stream):
+            return set()
+        key = sa.func.coalesce(table.c.message_id, table.c.user_id)
+        query = sa.select(key, table.c.reason).where(
+            table.c.source_schema == self.source_schema,
+            table.c.stream == stream,
+            table.c.replayed_at.is_(None),
+            key.in_(sa.bindparam("ids", expanding=True)),
+        )
+        found: set[tuple[str, str]] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), READ_CHUNK):
+                found.update(conn.execute(query, {"ids": ids[i : i + READ_CHUNK]}).tuples())
+        return found
+
     def rejections(
         self, *, retryable_only: bool = False, pending_only: bool = False
     ) -> pd.DataFrame:
