@@ -155,8 +155,8 @@ class Books:
         keys = _rejection_keys(rows)
         known = self.state.pending_rejections(stream, keys.dropna().tolist())
         if known:
-            pairs = pd.Series(list(zip(keys, rows["reason"].astype(str), strict=True)))
-            rows = rows[~pairs.isin(known).to_numpy(dtype=bool)]
+            pairs = pd.MultiIndex.from_arrays([keys.astype(object), rows["reason"].astype(object)])
+            rows = rows[~pairs.isin(list(known))]
         if len(rows):
             self.state.record_rejections(self.report.run_id, stream, rows)
 
