@@ -24,6 +24,7 @@ from connect_sync.flows.identity import run_identities
 from connect_sync.flows.options import ConfigurationError, SyncOptions
 from connect_sync.flows.report import RunReport
 from connect_sync.flows.streams import BY_NAME, NAMES, stages_for
+from connect_sync.flows.urls import check_urls
 from connect_sync.transforms.identity import IdentityGraph
 from connect_sync.warehouse.audience import load_audience
 from connect_sync.warehouse.engine import create_engine, describe, release_unused_memory
@@ -336,6 +337,7 @@ class SyncJob:
 
 def check_options(settings: Settings, options: SyncOptions) -> None:
     """Refuse what the run cannot do, with a one-line reason (exit 2), before any work."""
+    check_urls(settings)
     unknown = set(options.streams or ()) - set(NAMES)
     if unknown:
         raise ConfigurationError(
