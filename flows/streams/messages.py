@@ -3,6 +3,7 @@ delivered before, attributed to the canonical id, oldest call first."""
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from datetime import datetime
 from typing import Any, ClassVar
@@ -19,6 +20,8 @@ from connect_sync.transforms.messages import unique_rows
 from connect_sync.transforms.rows import newest, utc_times, who
 from connect_sync.transforms.traits import chronological
 from connect_sync.warehouse.segment import Window
+
+log = logging.getLogger(__name__)
 
 
 class MessageStream(Stream):
@@ -58,6 +61,8 @@ class MessageStream(Stream):
             context.report.quality["loaded_in_future"] += int(later.sum())
             at = at[~later]
         counts.read += len(at)
+        if context.first_read(self.cursor_table) and context.options.partition in (None, 0):
+            _count_without_uuid_ts(context, self.table)
         ids = rows["id"].take(at)
         if (first := unique_rows(ids)) is not None:
             at, ids = at[first], ids[first]
@@ -100,6 +105,19 @@ class MessageStream(Stream):
                 ItemChunk(built.message_ids, built.payloads),
                 Booked(rejected=built.rejected, anonymous_profiles=anonymous),
             )
+
+
+def _count_without_uuid_ts(context: RunContext, table: str) -> None:
+    """Count, on a stream's first full read, the rows no window can read (`uuid_ts` NULL):
+    they are never sent; the report's quality `no_uuid_ts` says how many there are."""
+    clause = context.source.clause("count_without_uuid_ts", {}, table=table)
+    with context.source.engine.connect() as conn:
+        missing = int(conn.execute(clause).scalar() or 0)
+    if missing:
+        context.report.quality["no_uuid_ts"] += missing
+        log.warning(
+            "%s: %s rows have no uuid_ts (never loaded by Segment): not sent", table, missing
+        )
 
 
 def loaded_after(rows: pd.DataFrame, horizon: datetime | None) -> np.ndarray:

@@ -62,3 +62,32 @@ def test_future_row_does_not_move_cursor_past_now(warehouse, sandbox, tmp_path: 
         "late-1",
     }
     store.engine.dispose()
+
+
+def test_rows_without_uuid_ts_are_counted_on_the_first_read(
+    warehouse, sandbox, tmp_path: Path
+) -> None:
+    url, schema = warehouse
+    write_tables(
+        url,
+        schema,
+        {
+            "tracks": [
+                _track("u1", datetime.now(UTC) - timedelta(hours=1), "stamped-1"),
+                row(0, id="unstamped-1", user_id="u2", event="A", event_text="A", uuid_ts=None),
+            ]
+        },
+    )
+    settings = Settings(
+        warehouse_url=url,
+        source_schema=schema,
+        state_schema=f"{schema}_state",
+        api_url=sandbox.api_url,
+        api_key=sandbox.api_key,
+        journal_dir=tmp_path / "journal",
+    )
+    first = run_sync(settings, SyncOptions())
+    assert first.status == "succeeded" and first.events_sent == 1
+    assert first.quality["no_uuid_ts"] == 1
+    second = run_sync(settings, SyncOptions())  # counted once, on the first full read
+    assert second.quality["no_uuid_ts"] == 0
