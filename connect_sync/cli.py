@@ -466,7 +466,10 @@ def rejects_list(limit: int, pending: bool, retryable: bool) -> None:
     store = _state_store(_settings())
     frame = store.rejections(retryable_only=retryable, pending_only=pending)
     table = Table(title=f"rejections ({len(frame)})")
-    for column in ("stream", "message_id", "user_id", "reason", "run", "retryable", "replayed"):
+    for column in ("stream", "message_id", "user_id"):
+        table.add_column(column)
+    table.add_column("reason", min_width=20)  # the one column never squeezed out
+    for column in ("run", "retryable", "replayed"):
         table.add_column(column)
     for row in frame.tail(limit).itertuples():
         table.add_row(
@@ -474,7 +477,7 @@ def rejects_list(limit: int, pending: bool, retryable: bool) -> None:
             "" if row.message_id is None else str(row.message_id),
             "" if row.user_id is None else str(row.user_id),
             row.reason,
-            str(row.run_id)[:12],
+            str(row.run_id)[:8],
             "yes" if row.retryable else "no",
             "" if row.replayed_at is None or row.replayed_at != row.replayed_at else "yes",
         )

@@ -104,7 +104,7 @@ def test_rejected_rows_are_listed_with_message_id_reason_and_run(
     )
     assert listed.returncode == 0, listed.stderr
     lines = {line.split("│")[2].strip(): line for line in listed.stdout.splitlines() if "│" in line}
-    assert "missing_user_id" in lines["nouser-1"] and report.run_id[:12] in lines["nouser-1"]
+    assert "missing_user_id" in lines["nouser-1"] and report.run_id[:8] in lines["nouser-1"]
     assert "event_name_too_long" in lines["longname-1"]
-    assert report.run_id[:12] in lines["longname-1"]
+    assert report.run_id[:8] in lines["longname-1"]
     assert "ok-1" not in lines
