@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -26,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from connect_sync.secrets import mask_text
 from connect_sync.settings import DEMO_DIR, DEMO_WAREHOUSE, Settings
 
 SANDBOX_DEFAULT_KEY = "sandbox-key"
@@ -44,16 +46,26 @@ class UsageProblem(click.ClickException):
 
 def _settings(**overrides: Any) -> Settings:
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise UsageProblem(f"invalid setting {where}: {first['msg']}") from None
+    from connect_sync.flows.options import ConfigurationError
+    from connect_sync.flows.urls import check_urls
+
+    try:
+        check_urls(settings)
+    except ConfigurationError as exc:
+        raise UsageProblem(str(exc)) from None
+    return settings
 
 
 @contextmanager
 def _expected_failures():
     """Expected failures become one clear line and exit 2, never a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
     from connect_sync.connect.errors import ConnectConfigurationError
     from connect_sync.flows.pipeline import ConfigurationError
     from connect_sync.warehouse.errors import WarehouseError
@@ -61,7 +73,30 @@ def _expected_failures():
     try:
         yield
     except (ConnectConfigurationError, ConfigurationError, WarehouseError) as exc:
-        raise UsageProblem(str(exc)) from None
+        raise UsageProblem(mask_text(str(exc))) from None
+    except DBAPIError as exc:
+        if not _file_locked(exc):
+            raise
+        raise UsageProblem(
+            "the DuckDB file is in use by another process (a run in progress?): "
+            "try again once it ends"
+        ) from None
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRORS:
+            raise
+        raise UsageProblem(
+            f"cannot write {exc.filename or 'a local file'}: {exc.strerror} "
+            "(free space there, or set CONNECT_SYNC_JOURNAL_DIR)"
+        ) from None
+
+
+#: OSErrors that mean the local disk cannot take what the run writes.
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES})
+
+
+def _file_locked(exc: Exception) -> bool:
+    """Whether a database error is DuckDB refusing a file another process holds."""
+    return "Could not set lock on file" in str(exc)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -434,7 +469,10 @@ def rejects_list(limit: int, pending: bool, retryable: bool) -> None:
     store = _state_store(_settings())
     frame = store.rejections(retryable_only=retryable, pending_only=pending)
     table = Table(title=f"rejections ({len(frame)})")
-    for column in ("stream", "message_id", "user_id", "reason", "retryable", "replayed"):
+    for column in ("stream", "message_id", "user_id"):
+        table.add_column(column)
+    table.add_column("reason", min_width=20)  # the one column never squeezed out
+    for column in ("run", "retryable", "replayed"):
         table.add_column(column)
     for row in frame.tail(limit).itertuples():
         table.add_row(
@@ -442,6 +480,7 @@ def rejects_list(limit: int, pending: bool, retryable: bool) -> None:
             "" if row.message_id is None else str(row.message_id),
             "" if row.user_id is None else str(row.user_id),
             row.reason,
+            str(row.run_id)[:8],
             "yes" if row.retryable else "no",
             "" if row.replayed_at is None or row.replayed_at != row.replayed_at else "yes",
         )

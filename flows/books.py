@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,16 @@ from connect_sync.flows.report import RunReport
 from connect_sync.warehouse.journal import AckJournal
 from connect_sync.warehouse.state import StateStore
 
+from connect_sync.secrets import mask_secrets, mask_text
+
 log = logging.getLogger(__name__)
 
 Ack = Callable[[list[str]], None]
+
+#: How far past the run's start a row's `uuid_ts` may lie and still be sent and settled
+#: (clocks of the loader and of this host disagree a little): a row loaded later than the
+#: run's start plus this is left for a later run and no cursor moves past it.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass
@@ -76,6 +83,8 @@ class Books:
         self.journal: AckJournal | None = None
         #: Per stream, the newest row settled without a failure (a partition's result).
         self.settled: dict[str, datetime | None] = {}
+        #: The run's start plus CLOCK_SKEW: no cursor moves past it (None: no bound).
+        self.horizon: datetime | None = None
 
     # -- the run --------------------------------------------------------------------------
 
@@ -101,13 +110,13 @@ class Books:
             except Exception as exc:  # the segment stays on disk: the next run merges it
                 log.error("could not merge acknowledgements into the state store: %s", exc)
                 if report.error is None:
-                    report.status, report.error = "failed", str(exc)
+                    report.status, report.error = "failed", mask_text(str(exc))
         if not self.dry_run and report.run_id:
-            self.state.finish_run(report.run_id, report.status, report.as_dict())
+            self.state.finish_run(report.run_id, report.status, mask_secrets(report.as_dict()))
 
     def write_run(self, run_id: str, status: str, report: dict[str, Any]) -> None:
         """The run's row, for a run with a report of its own (`rejects replay`)."""
-        self.state.finish_run(run_id, status, report)
+        self.state.finish_run(run_id, status, mask_secrets(report))
 
     def close_journal(self) -> None:
         if self.journal is not None:
@@ -135,7 +144,21 @@ class Books:
         counts.rejected += len(rejected)
         self.report.rejected_by_reason.update(rejected["reason"].tolist())
         if not self.dry_run:
-            self.state.record_rejections(self.report.run_id, stream, rejected)
+            self._record_new_rejections(stream, rejected)
+
+    def _record_new_rejections(self, stream: str, rows: pd.DataFrame) -> None:
+        """Record rejections, except those already recorded and not replayed for the same
+        stream, key (message id, else user id) and reason: a row rejected again by every run
+        of the lookback window is one rejection."""
+        reasons = rows["reason"].astype(str)
+        rows = rows.assign(reason=reasons.map({r: mask_text(r) for r in reasons.unique()}))
+        keys = _rejection_keys(rows)
+        known = self.state.pending_rejections(stream, keys.dropna().tolist())
+        if known:
+            pairs = pd.MultiIndex.from_arrays([keys.astype(object), rows["reason"].astype(object)])
+            rows = rows[~pairs.isin(list(known))]
+        if len(rows):
+            self.state.record_rejections(self.report.run_id, stream, rows)
 
     def anonymous_profiles(self, anonymous_ids: list[str]) -> None:
         """Anonymous ids the next items create Connect profiles under, so a later run can
@@ -204,7 +227,7 @@ class Books:
                     for r in refused
                 ]
             )
-            self.state.record_rejections(report.run_id, stream, rows)
+            self._record_new_rejections(stream, rows)
 
     def refused_again(self, stream: str, endpoint: str, rows: pd.DataFrame) -> None:
         """Replayed items Connect refused again with a 400: new, non-retryable rejections."""
@@ -227,10 +250,18 @@ class Books:
                 len(stats.failed) + stats.unsent,
             )
             return
+        newest = self.bounded(newest)
         self.settled[stream] = newest
         if self.dry_run or not self.moves_cursors or newest is None:
             return
         self.state.move_cursor(cursor_table, newest, self.report.run_id)
+
+    def bounded(self, newest: datetime | None) -> datetime | None:
+        """`newest`, but never past the run's horizon: rows loaded after it (a clock in the
+        future) are read again by a later run, never skipped."""
+        if newest is None or self.horizon is None:
+            return newest
+        return min(newest, self.horizon)
 
     def settle_partitions(
         self,
@@ -254,4 +285,14 @@ class Books:
                 continue
             newest = [r.settled[stream] for r in results if r.settled[stream] is not None]
             if newest and self.moves_cursors and not self.dry_run:
-                self.state.move_cursor(cursor_table, max(newest), report.run_id)
+                position = self.bounded(max(newest))
+                assert position is not None
+                self.state.move_cursor(cursor_table, position, report.run_id)
+
+
+def _rejection_keys(rows: pd.DataFrame) -> pd.Series:
+    """Each rejection's key: its message id, else its user id (None when neither)."""
+    empty = pd.Series(None, index=rows.index, dtype=object)
+    message = rows["message_id"] if "message_id" in rows.columns else empty
+    user = rows["user_id"] if "user_id" in rows.columns else empty
+    return message.where(message.notna(), user).astype("string")

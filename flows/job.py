@@ -8,6 +8,8 @@ stream and settles its result through the books; `finish` writes the run's row.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,20 +18,23 @@ from pathlib import Path
 import pandas as pd
 from connect_sync.connect.client import ClientConfig
 from connect_sync.connect.outbox import ApiOutbox, DryRunOutbox, Outbox
-from connect_sync.flows.books import Books
+from connect_sync.flows.books import CLOCK_SKEW, Books
 from connect_sync.flows.context import ProgressCallback, RunContext
 from connect_sync.flows.identity import run_identities
 from connect_sync.flows.options import ConfigurationError, SyncOptions
 from connect_sync.flows.report import RunReport
 from connect_sync.flows.streams import BY_NAME, NAMES, stages_for
+from connect_sync.flows.urls import check_urls
 from connect_sync.transforms.identity import IdentityGraph
 from connect_sync.warehouse.audience import load_audience
 from connect_sync.warehouse.engine import create_engine, describe, release_unused_memory
 from connect_sync.warehouse.identity_cache import IdentityCache
 from connect_sync.warehouse.journal import journal_directory
+from connect_sync.warehouse.run_lock import RunInProgress, RunLock
 from connect_sync.warehouse.segment import EPOCH, SegmentSource, Window
 from connect_sync.warehouse.state import StateStore
 
+from connect_sync.secrets import mask_text
 from connect_sync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +53,8 @@ class SharedContext:
     audience: set[str] | None
     #: The shared rate limit's key in the state store (None: no limit configured).
     rate_limit_name: str | None = None
+    #: No row loaded after this (the coordinator's start plus the clock skew) is sent.
+    horizon: datetime | None = None
 
 
 class SyncJob:
@@ -68,6 +75,9 @@ class SyncJob:
             dry_run=self.options.dry_run,
         )
         self._started = time.monotonic()
+        #: The run's start on the wall clock: no cursor moves past it (plus the clock skew).
+        self.started_at = datetime.now(UTC)
+        self.run_lock: RunLock | None = None
         self.context: RunContext | None = None
         self.books: Books | None = None
         self.rate_limit_name: str | None = None
@@ -96,9 +106,11 @@ class SyncJob:
         if shared is None and not options.dry_run:
             # Connect and the key, before the warehouse is read: seconds, not a run of retries
             ApiOutbox(client_config(settings)).check()
+        self.state = StateStore(state_engine, settings.state_schema, settings.source_schema)
+        if shared is None and not options.dry_run:  # partitions run under their coordinator's
+            self._lock_run()
         source = SegmentSource(self.warehouse, settings.source_schema, settings.chunk_size)
         source.check([BY_NAME[s.name].table for s in stages_for(options.streams)])
-        self.state = StateStore(state_engine, settings.state_schema, settings.source_schema)
         self.books = Books(
             self.state, self.report, dry_run=options.dry_run, moves_cursors=not options.subset
         )
@@ -107,8 +119,16 @@ class SyncJob:
             return
         self.state.migrate()
         if not options.dry_run:
+            for dead in self.state.fail_dead_runs():
+                log.warning("run %s had died without finishing: marked failed", dead)
             self.books.open_journal(self._journal_directory(), merge_partitions=True)
         self.report.run_id = self.books.start_run(options.kind)
+        self.books.horizon = self.started_at + CLOCK_SKEW
+        if self.run_lock is not None:
+            self.run_lock.note(
+                f"run {self.report.run_id} started {self.started_at:%Y-%m-%d %H:%M:%S} UTC "
+                f"on {socket.gethostname()} pid {os.getpid()}"
+            )
         cursors = {} if options.full_refresh else self.state.cursors()
         if options.partitions > 1 and settings.rate_limit and not options.dry_run:
             from connect_sync.warehouse.ratelimit import ensure_table, limit_name
@@ -124,6 +144,27 @@ class SyncJob:
         self.context.audience = self._load_audience(graph)
         self.context.link_readers = {s.name for s in stages_for(options.streams) if s.reads_links}
 
+    def _lock_run(self) -> None:
+        """Take the run lock of this state store and source schema (kept until `finish`),
+        or refuse with a line naming the run that holds it."""
+        if self.run_lock is not None and self.run_lock.held:  # a retried prepare
+            return
+        lock = RunLock(self.state.engine, self.settings.state_schema, self.settings.source_schema)
+        if lock.try_acquire():
+            self.run_lock = lock
+            return
+        holder = lock.holder()
+        if holder is None and (running := self.state.running_run()) is not None:
+            holder = (
+                f"run {running['run_id']} started {running['started_at']:%Y-%m-%d %H:%M:%S} UTC"
+            )
+            if running.get("host"):
+                holder += f" on {running['host']} pid {running.get('pid')}"
+        raise RunInProgress(
+            f"another run of source schema {self.settings.source_schema!r} on this state store "
+            f"is in progress ({holder or 'its run id is not recorded yet'}): wait for it to end"
+        )
+
     def _join(self, source: SegmentSource, shared: SharedContext) -> None:
         """A partition's set-up: the coordinating job's run, graph, cursors and audience."""
         assert self.books is not None
@@ -131,6 +172,7 @@ class SyncJob:
         self.rate_limit_name = shared.rate_limit_name
         directory = self._journal_directory() / f"partition-{self.options.partition}"
         self.books.open_journal(directory, merge_partitions=False)  # one folder each
+        self.books.horizon = shared.horizon
         self.context = RunContext(
             self.settings, self.options, self.report, source, self.state, self.books,
             self._open_outbox(), shared.graph, shared.links, dict(shared.cursors),
@@ -155,6 +197,7 @@ class SyncJob:
             cursors=dict(context.cursors),
             audience=context.audience,
             rate_limit_name=self.rate_limit_name,
+            horizon=self.books.horizon if self.books is not None else None,
         )
 
     def _open_outbox(self) -> Outbox:
@@ -254,7 +297,7 @@ class SyncJob:
         report.duration_s = round(time.monotonic() - self._started, 3)
         if error is not None:
             report.status = "failed"
-            report.error = str(error)
+            report.error = mask_text(str(error))
         else:
             report.status = "failed" if report.streams_failed else "succeeded"
         if self.context is not None:
@@ -289,8 +332,11 @@ class SyncJob:
             self._release()
 
     def _release(self) -> None:
-        """Close pooled database connections (a DuckDB file is free for other processes
-        once the run is over); the engines reconnect if used again."""
+        """Give back the run lock and close pooled database connections (a DuckDB file is
+        free for other processes once the run is over); the engines reconnect if used."""
+        if self.run_lock is not None:
+            self.run_lock.release()
+            self.run_lock = None
         for name in ("warehouse", "state"):
             owner = getattr(self, name, None)
             engine = getattr(owner, "engine", owner)
@@ -300,6 +346,7 @@ class SyncJob:
 
 def check_options(settings: Settings, options: SyncOptions) -> None:
     """Refuse what the run cannot do, with a one-line reason (exit 2), before any work."""
+    check_urls(settings)
     unknown = set(options.streams or ()) - set(NAMES)
     if unknown:
         raise ConfigurationError(

@@ -26,8 +26,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from pydantic import Field
+from pydantic import BaseModel, Field, model_serializer
 
+from connect_sync.secrets import mask_secrets
 from connect_sync.settings import Settings
 
 #: Failures a retry cannot fix: bad key, bad configuration, missing tables.
@@ -201,10 +202,49 @@ def backfill(
     return report.as_dict()
 
 
-@flow(name="connect-sync-cli", flow_run_name="{options.kind}-{settings.source_schema}")
+class RunFailed(RuntimeError):
+    """A run that ended `failed`: the flow run ends Failed in Prefect, and the caller
+    still gets the run's report (`report`)."""
+
+    def __init__(self, report: RunReport) -> None:
+        super().__init__(f"run {report.run_id} failed: {report.error or report.streams_failed}")
+        self.report = report
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RunFailed, (self.report,))
+
+
+class HiddenSettings(BaseModel):
+    """The run's settings as a flow parameter. Prefect stores flow-run parameters (JSON of
+    each, via `jsonable_encoder`): this one is stored with URL passwords and the API key
+    hidden, while the flow itself gets the real settings."""
+
+    settings: Settings
+
+    @model_serializer
+    def _stored(self) -> dict[str, Any]:
+        return mask_secrets(self.settings.model_dump(mode="json"))
+
+
+@flow(name="connect-sync-cli", flow_run_name="{options.kind}-{settings.settings.source_schema}")
+def job_flow(
+    settings: HiddenSettings, options: SyncOptions, dask_address: str | None = None
+) -> RunReport:
+    """One run as a Prefect flow run, Failed when the run failed (`RunFailed` carries its
+    report); `settings` is stored with its secrets hidden."""
+    report = run_job(settings.settings, options, dask_address)
+    if report.status != "succeeded":
+        raise RunFailed(report)
+    return report
+
+
 def run_job_flow(
     settings: Settings, options: SyncOptions, dask_address: str | None = None
 ) -> RunReport:
     """The CLI's entry point when a Prefect API is configured (or the run is partitioned):
-    the run shows up in Prefect."""
-    return run_job(settings, options, dask_address)
+    the run shows up in Prefect (Failed when it failed, its parameters without secrets);
+    the run's report is returned either way."""
+    try:
+        return job_flow(HiddenSettings(settings=settings), options, dask_address)
+    except RunFailed as failed:
+        return failed.report

@@ -31,6 +31,7 @@ from pathlib import Path
 import orjson
 import pandas as pd
 from connect_sync.warehouse.engine import describe
+from connect_sync.warehouse.errors import WarehouseError
 from connect_sync.warehouse.state import StateStore
 from sqlalchemy.engine import make_url
 
@@ -62,6 +63,18 @@ def journal_directory(
     return Path(base) / key
 
 
+class JournalError(WarehouseError):
+    """The journal cannot be written (disk full, quota, permissions): the run fails with
+    this one line; what Connect acknowledged and was not journaled is sent again."""
+
+    @classmethod
+    def of(cls, exc: OSError, path: Path) -> JournalError:
+        return cls(
+            f"cannot write the acknowledgement journal {path.parent}: "
+            f"{exc.strerror or exc} (free space there, or set CONNECT_SYNC_JOURNAL_DIR)"
+        )
+
+
 class _Segment:
     """One open, locked, append-only segment file."""
 
@@ -71,15 +84,26 @@ class _Segment:
         stem = f"{time.time_ns():020d}-{os.getpid()}-{next(self._seq):06d}"
         temporary = directory / f".{stem}.tmp"
         self.path = directory / f"{stem}{SUFFIX}"
-        self.fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.rename(temporary, self.path)  # visible to replay only once locked
+        try:
+            self.fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        except OSError as exc:
+            raise JournalError.of(exc, temporary) from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(temporary, self.path)  # visible to replay only once locked
+        except OSError as exc:  # nothing of it is left behind
+            self.close()
+            temporary.unlink(missing_ok=True)
+            raise JournalError.of(exc, temporary) from None
         self.keys = 0
 
     def append(self, line: bytes) -> None:
         view = memoryview(line)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError as exc:  # a torn last line is ignored by replay
+            raise JournalError.of(exc, self.path) from None
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -117,7 +141,10 @@ class AckJournal:
     def _append(self, line: bytes, keys: int) -> None:
         with self._lock:
             if self._segment is None:
-                self.directory.mkdir(parents=True, exist_ok=True)
+                try:
+                    self.directory.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise JournalError.of(exc, self.directory / "-") from None
                 self._segment = _Segment(self.directory)
             self._segment.append(line)
             self._segment.keys += keys

@@ -8,9 +8,11 @@ state location it cannot write, before anything is sent.
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -200,6 +202,8 @@ class StateStore:
     # -- runs -----------------------------------------------------------------------------
 
     def start_run(self, kind: str) -> str:
+        """A new `running` row; its report holds the host and pid running it until the run
+        writes its own (so a second run can name it, and a dead one can be told)."""
         run_id = uuid.uuid4().hex
         with self.engine.begin() as conn:
             conn.execute(
@@ -209,9 +213,56 @@ class StateStore:
                     kind=kind,
                     started_at=_now(),
                     status="running",
+                    report=orjson.dumps(
+                        {"host": socket.gethostname(), "pid": os.getpid()}
+                    ).decode(),
                 )
             )
         return run_id
+
+    def running_run(self) -> dict[str, Any] | None:
+        """The newest run of this source schema still marked `running` (run_id, started_at,
+        host, pid), or None; None too when the state schema does not exist yet."""
+        runs = self.table("runs")
+        query = (
+            sa.select(runs.c.run_id, runs.c.started_at, runs.c.report)
+            .where(runs.c.source_schema == self.source_schema, runs.c.status == "running")
+            .order_by(runs.c.started_at.desc())
+            .limit(1)
+        )
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(query).first()
+        except sa.exc.DBAPIError:  # no state schema yet
+            return None
+        if row is None:
+            return None
+        found: dict[str, Any] = {"run_id": row.run_id, "started_at": _aware(row.started_at)}
+        with suppress(orjson.JSONDecodeError):
+            found.update(orjson.loads(row.report or "{}"))
+        return found
+
+    def fail_dead_runs(self, found_by: str | None = None) -> list[str]:
+        """Mark `failed` every run of this source schema still `running`: called with the
+        run lock held, so none of them is alive (its process died). Returns their ids."""
+        runs = self.table("runs")
+        where = (runs.c.source_schema == self.source_schema, runs.c.status == "running")
+        with self.engine.begin() as conn:
+            dead = list(conn.execute(sa.select(runs.c.run_id).where(*where)).scalars())
+            for run_id in dead:
+                error = "the run's process died before it finished"
+                if found_by:
+                    error += f" (found by run {found_by})"
+                conn.execute(
+                    sa.update(runs)
+                    .where(runs.c.run_id == run_id, runs.c.status == "running")
+                    .values(
+                        status="failed",
+                        finished_at=_now(),
+                        report=orjson.dumps({"status": "failed", "error": error}).decode(),
+                    )
+                )
+        return dead
 
     def finish_run(self, run_id: str, status: str, report: dict[str, Any]) -> None:
         runs = self.table("runs")
@@ -519,6 +570,26 @@ class StateStore:
                 }
             )
         self._insert(self.table("rejections"), rows, ["rejection_id"])
+
+    def pending_rejections(self, stream: str, keys: Sequence[str]) -> set[tuple[str, str]]:
+        """(key, reason) of the rejections of `stream` recorded and not replayed whose key
+        (the message id, else the user id) is among `keys`."""
+        ids = _unique_keys(keys)
+        table = self.table("rejections")
+        if not ids or not self._has_rows(table, stream=stream):
+            return set()
+        key = sa.func.coalesce(table.c.message_id, table.c.user_id)
+        query = sa.select(key, table.c.reason).where(
+            table.c.source_schema == self.source_schema,
+            table.c.stream == stream,
+            table.c.replayed_at.is_(None),
+            key.in_(sa.bindparam("ids", expanding=True)),
+        )
+        found: set[tuple[str, str]] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), READ_CHUNK):
+                found.update(conn.execute(query, {"ids": ids[i : i + READ_CHUNK]}).tuples())
+        return found
 
     def rejections(
         self, *, retryable_only: bool = False, pending_only: bool = False

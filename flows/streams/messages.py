@@ -3,7 +3,9 @@ delivered before, attributed to the canonical id, oldest call first."""
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
+from datetime import datetime
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,9 +18,11 @@ from connect_sync.flows.streams.base import Stream, StreamResult
 from connect_sync.transforms.events import TrackPayloads
 from connect_sync.transforms.identity_columns import CANONICAL, who
 from connect_sync.transforms.messages import unique_rows
-from connect_sync.transforms.rows import newest
+from connect_sync.transforms.rows import newest, utc_times
 from connect_sync.transforms.traits import chronological
 from connect_sync.warehouse.segment import Window
+
+log = logging.getLogger(__name__)
 
 
 class MessageStream(Stream):
@@ -45,14 +49,21 @@ class MessageStream(Stream):
         counts = context.report.stream(self.name)
         window = context.window(self.cursor_table)
         rows = self.read(context, window)
-        read_max = newest(rows, "uuid_ts")
+        future = loaded_after(rows, context.books.horizon)
+        read_max = newest(rows, "uuid_ts", ~future if future.any() else None)
         rows = rows.assign(**{CANONICAL: context.graph.resolve(who(rows))})
         # The rows to send, as positions in time order (the 2.5M-row frame is never copied
         # or sorted): the first row of each message, not delivered, in scope.
         at = chronological(rows)
         if context.options.partition is not None:  # a partition counts and looks up its own
             at = at[context.in_scope(rows[CANONICAL].take(at)).to_numpy(dtype=bool)]
+        if future.any():  # left for a later run: the cursor stays before them
+            later = future[at]
+            context.report.quality["loaded_in_future"] += int(later.sum())
+            at = at[~later]
         counts.read += len(at)
+        if context.first_read(self.cursor_table) and context.options.partition in (None, 0):
+            _count_without_uuid_ts(context, self.table)
         ids = rows["id"].take(at)
         if (first := unique_rows(ids)) is not None:
             at, ids = at[first], ids[first]
@@ -96,6 +107,26 @@ class MessageStream(Stream):
                 ItemChunk(built.message_ids, built.payloads),
                 Booked(rejected=built.rejected, anonymous_profiles=anonymous),
             )
+
+
+def _count_without_uuid_ts(context: RunContext, table: str) -> None:
+    """Count, on a stream's first full read, the rows no window can read (`uuid_ts` NULL):
+    they are never sent; the report's quality `no_uuid_ts` says how many there are."""
+    clause = context.source.clause("count_without_uuid_ts", {}, table=table)
+    with context.source.engine.connect() as conn:
+        missing = int(conn.execute(clause).scalar() or 0)
+    if missing:
+        context.report.quality["no_uuid_ts"] += missing
+        log.warning(
+            "%s: %s rows have no uuid_ts (never loaded by Segment): not sent", table, missing
+        )
+
+
+def loaded_after(rows: pd.DataFrame, horizon: datetime | None) -> np.ndarray:
+    """Which rows were loaded (`uuid_ts`) after `horizon`: a loader clock in the future."""
+    if horizon is None or rows.empty or "uuid_ts" not in rows.columns:
+        return np.zeros(len(rows), dtype=bool)
+    return (utc_times(rows["uuid_ts"]) > pd.Timestamp(horizon)).fillna(False).to_numpy(dtype=bool)
 
 
 def _anonymous_profiles(part: pd.DataFrame, built: TrackPayloads) -> list[str]:
