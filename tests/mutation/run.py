@@ -42,19 +42,13 @@ class Target:
 MODULES: dict[str, Target] = {
     "books": Target(
         "flows/books.py",
-        (
-            "tests/integration/test_rejects.py",
-            "tests/integration/test_partitions.py",
-            "tests/integration/test_books.py",
-            "tests/integration/test_crash.py",
-        ),
+        ("tests/integration/test_books.py", "tests/integration/test_books_partitions.py"),
     ),
     "state": Target(
         "warehouse/state.py",
         (
             "tests/integration/test_state_store.py",
-            "tests/integration/test_state_migration.py",
-            "tests/integration/test_rejects.py",
+            "tests/integration/test_books.py",
             "tests/integration/test_delivery_ratelimit.py",
         ),
         functions=(
@@ -155,9 +149,10 @@ def _docstrings(tree: ast.Module) -> set[int]:
     out = set()
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
-            if isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-                out.add(id(body[0]))
+        first = body[0] if isinstance(body, list) and body else None
+        text = first.value if isinstance(first, ast.Expr) else None
+        if isinstance(text, ast.Constant) and isinstance(text.value, str):
+            out.add(id(first))
     return out
 
 
@@ -201,9 +196,7 @@ def mutants(source: str, functions: tuple[str, ...] = ()) -> list[Mutant]:
                         _mutant("drop call", lines, node, "pass"),
                     )
             elif (
-                isinstance(node, ast.Constant)
-                and type(node.value) is int
-                and id(node) not in skip
+                isinstance(node, ast.Constant) and type(node.value) is int and id(node) not in skip
             ):
                 found.setdefault(
                     ("int", node.lineno, node.col_offset),

@@ -244,12 +244,12 @@ def test_a_rank_given_by_the_caller_changes_nothing(rows) -> None:
             listed.append(cleaned)
 
     _, rank = chronological_rank(data)
-    for given in (rank, None):
-        latest = latest_traits(data, rank=given)
+    for ranked in (rank, None):
+        latest = latest_traits(data, rank=ranked)
         assert sorted(latest.index) == sorted(plans)
         got_plans = {u: (None if pd.isna(p) else p) for u, p in latest["plan"].items()}
         assert got_plans == plans
-        got = device_tokens(data, rank=given)
+        got = device_tokens(data, rank=ranked)
         got_tokens = {
             user: {
                 p: list(got.loc[user, p]) for p in ("apns", "fcm") if got.loc[user, p] is not pd.NA
