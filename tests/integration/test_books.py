@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from connect_sync.connect.client import DeliveryStats, Rejection
-from connect_sync.flows.books import Books
+from connect_sync.flows.books import Booked, Books
 from connect_sync.flows.report import RunReport
 from connect_sync.warehouse.engine import create_engine
 from connect_sync.warehouse.state import StateStore
@@ -104,3 +105,47 @@ def test_no_cursor_for_a_dry_run_a_subset_or_an_empty_window(
     books.settle("events", "tracks", newest, DeliveryStats())
     assert store.cursors() == {}
     assert books.settled == {"events": newest} and not books.report.streams_failed
+
+
+def test_booked_chunks_carry_their_side_records_into_the_books(
+    store: StateStore, tmp_path: Path
+) -> None:
+    books = books_of(store)
+    bad = pd.DataFrame({"message_id": ["m-9"], "user_id": [None], "reason": ["no_user"]})
+    built = [
+        ("chunk-1", Booked(rejected=bad, anonymous_profiles=["anon-1"])),
+        ("chunk-2", Booked(rejected=bad.iloc[:0])),
+    ]
+    assert list(books.booked("events", built)) == ["chunk-1", "chunk-2"]
+    assert books.report.streams["events"].rejected == 1
+    assert books.report.rejected_by_reason == {"no_user": 1}
+    assert store.rejections()["message_id"].tolist() == ["m-9"]
+    assert store.profiles_among(["anon-1", "anon-2"]) == {"anon-1"}
+
+
+def test_acks_reach_the_state_store_at_each_checkpoint_and_at_close(
+    store: StateStore, tmp_path: Path
+) -> None:
+    books = books_of(store)
+    books.open_journal(tmp_path / "journal", merge_partitions=False)
+    books.delivered("event")(["m-1"])
+    pending = {"u1": "f1", "u2": "f2"}
+    books.fingerprints(pending)(["u1", "stranger"])
+    assert pending == {"u2": "f2"}  # acknowledged ones leave what is in flight
+    books.checkpoint()
+    assert store.delivered_among("event", ["m-1"]) == {"m-1"}
+    assert store.fingerprints(["u1", "u2"]) == {"u1": "f1"}
+    books.delivered("alias")(["a-1"])
+    books.close_journal()
+    assert store.delivered_among("alias", ["a-1"]) == {"a-1"}
+
+
+def test_a_dry_run_books_nothing(store: StateStore) -> None:
+    books = Books(store, RunReport(), dry_run=True, moves_cursors=True)
+    assert books.start_run("sync") == "dry-run"
+    bad = pd.DataFrame({"message_id": ["m-9"], "user_id": ["u"], "reason": ["too_long"]})
+    list(books.booked("events", [("c", Booked(rejected=bad, anonymous_profiles=["anon"]))]))
+    books.finish_run()
+    assert books.report.streams["events"].rejected == 1  # counted, not written
+    assert store.rejections().empty and not store.profiles_among(["anon"])
+    assert not store.recent_runs()

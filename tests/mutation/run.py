@@ -42,13 +42,12 @@ class Target:
 MODULES: dict[str, Target] = {
     "books": Target(
         "flows/books.py",
-        ("tests/integration/test_books.py", "tests/integration/test_books_partitions.py"),
+        ("tests/integration/test_books.py",),
     ),
     "state": Target(
         "warehouse/state.py",
         (
             "tests/integration/test_state_store.py",
-            "tests/integration/test_books.py",
             "tests/integration/test_delivery_ratelimit.py",
         ),
         functions=(
