@@ -42,7 +42,7 @@ class Target:
 MODULES: dict[str, Target] = {
     "books": Target(
         "flows/books.py",
-        ("tests/integration/test_books.py",),
+        ("tests/integration/test_books.py", "tests/integration/test_books_refused.py"),
     ),
     "state": Target(
         "warehouse/state.py",
