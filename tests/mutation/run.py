@@ -49,6 +49,7 @@ MODULES: dict[str, Target] = {
         (
             "tests/integration/test_state_store.py",
             "tests/integration/test_delivery_ratelimit.py",
+            "tests/integration/test_books_refused.py",
         ),
         functions=(
             "move_cursor",
