@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import subprocess
 import sys
 import time
@@ -27,12 +29,59 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
     )
 
 
-def test_demo_runs_twice_in_a_row(tmp_path: Path) -> None:
+REPORT_ROW = re.compile(r"^\W*(\w+)\W+([\d,]+)\W+([\d,]+)\W+([\d,]+)\W*$")
+TRACK_STREAMS = ("events", "pages", "screens")  # each sent item is one stored event
+IDENTIFY_STREAMS = ("merges", "users", "groups")  # each sent item is one identify
+
+
+def sent_by_stream(stdout: str) -> dict[str, int]:
+    """The report table's `sent` column, per stream label."""
+    rows = (REPORT_ROW.match(line) for line in stdout.splitlines())
+    return {m[1]: int(m[2].replace(",", "")) for m in rows if m}
+
+
+def test_demo_runs_twice_in_a_row_and_delivers_what_it_reports(tmp_path: Path) -> None:
+    """What the demo promises: exit 0, the sandbox holding the users and events the report
+    says were sent, no duplicates, and the Events page listing the event names."""
+    from connect_sync.connect.sandbox.server import start_sandbox_process
+
     for _ in range(2):
         result = run_cli("demo", "--users", "200", cwd=tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Events page: http://127.0.0.1:" in result.stdout
         assert "Traceback" not in result.stderr
+        sent = sent_by_stream(result.stdout)
+        assert set(TRACK_STREAMS + IDENTIFY_STREAMS) <= set(sent), result.stdout
+        assert sent["events"] > 0 and sent["users"] > 0
+
+        database = tmp_path / ".connect-sync" / "sandbox.sqlite"
+        with start_sandbox_process("k", extra_args=["--db", str(database)]) as sandbox:
+            stats = sandbox.stats()
+            names = sandbox.http.get("/_sandbox/event_names").raise_for_status().json()
+            page = sandbox.http.get("/").raise_for_status().text
+            stored = {e["event"] for e in sandbox.events()}
+        assert stats["events"] == stats["track_items"] == sum(sent[s] for s in TRACK_STREAMS)
+        assert stats["identify_items"] == sum(sent[s] for s in IDENTIFY_STREAMS)
+        assert stats["users"] >= sent["users"]
+        assert stats["duplicate_events"] == stats["rejected_items"] == 0
+        assert f"sandbox: {stats['users']} users, {stats['events']} events, 0 duplicates" in (
+            " ".join(result.stdout.split())
+        )
+        listed = {html.unescape(n) for n in re.findall(r"data-event='([^']*)'", page)}
+        assert listed == stored == {n["event"] for n in names}
+        assert sum(n["total"] for n in names) == stats["events"]
+        warehouse = sa.create_engine(f"duckdb:///{tmp_path / '.connect-sync' / 'demo.duckdb'}")
+        with warehouse.connect() as conn:
+            tracked = conn.execute(
+                sa.text(
+                    "SELECT DISTINCT coalesce(event_text, event) AS name FROM segment.tracks"
+                    " WHERE length(coalesce(event_text, event)) <= 200"
+                    " AND coalesce(user_id, anonymous_id) IS NOT NULL"
+                )
+            ).scalars()
+            tracked = set(tracked)
+        warehouse.dispose()
+        assert tracked and tracked <= listed
 
 
 def test_wrong_api_key_exits_2_with_one_line_and_marks_nothing(tmp_path: Path, sandbox) -> None:

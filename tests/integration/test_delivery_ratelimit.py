@@ -7,8 +7,10 @@ import asyncio
 import os
 from pathlib import Path
 
+import duckdb
 import orjson
 import pytest
+import sqlalchemy as sa
 from connect_sync.connect.ratelimit import RateLimiter
 from connect_sync.warehouse.engine import create_engine
 from connect_sync.warehouse.journal import AckJournal, parse_segment
@@ -120,13 +122,28 @@ def test_a_failed_merge_keeps_the_segment_for_the_next_run(
     journal = AckJournal(directory, store)
     journal.delivered("event", ["m-1"], "r")
     store.engine.dispose()
-    broken = StateStore(store.engine, "cs", "segment")
-    broken.merge_delivered = None  # type: ignore[assignment]  # the state database is gone
-    journal.store = broken
+    database = tmp_path / "s.duckdb"
+    database.rename(tmp_path / "away.duckdb")  # the state database is gone: a fresh, empty one
 
-    with pytest.raises(TypeError):
+    with pytest.raises((sa.exc.DBAPIError, duckdb.Error)):  # a real database error
         journal.close()
 
     assert len(list(directory.glob("*.acks"))) == 1
+    store.engine.dispose()
+    (tmp_path / "away.duckdb").replace(database)  # it is back
     assert AckJournal(directory, store).replay() == 1
     assert store.delivered_among("event", ["m-1"]) == {"m-1"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: warehouse/state.py:_staged unregisters in `finally` on an aborted "
+    "DuckDB transaction, so a raw TransactionException hides the real cause",
+)
+def test_a_failed_merge_says_why(store: StateStore, tmp_path: Path) -> None:
+    journal = AckJournal(tmp_path / "journal", store)
+    journal.delivered("event", ["m-1"], "r")
+    store.engine.dispose()
+    (tmp_path / "s.duckdb").rename(tmp_path / "away.duckdb")
+    with pytest.raises(sa.exc.DBAPIError, match="cs"):  # no schema `cs` to merge into
+        journal.close()

@@ -4,6 +4,8 @@ stream with nothing to do."""
 
 from __future__ import annotations
 
+import importlib
+import os
 from types import SimpleNamespace
 
 import orjson
@@ -217,7 +219,10 @@ DIALECTS = {
 @pytest.mark.parametrize("name", list(DIALECTS))
 def test_the_call_table_statements_compile_for_every_dialect(name: str) -> None:
     module, url = DIALECTS[name]
-    pytest.importorskip(module)
+    if os.environ.get("CI") == "true":  # the dev extra installs every dialect: none may skip
+        importlib.import_module(module)
+    else:
+        pytest.importorskip(module)
     cls = sa.engine.make_url(url).get_dialect()
     dialect = cls(dbapi=cls.import_dbapi())
     source = SegmentSource(SimpleNamespace(dialect=dialect), "web_prod")  # type: ignore[arg-type]

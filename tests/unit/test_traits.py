@@ -202,7 +202,9 @@ def test_chronological_is_a_stable_sort_by_time_then_id(keys) -> None:
     )
 )
 def test_a_rank_given_by_the_caller_changes_nothing(rows) -> None:
-    """The pipeline ranks the rows once for both; the results are those of ranking alone."""
+    """With the rank the pipeline computes once, or without it, both give what the rules
+    say, worked out here one row at a time: rows in (timestamp, id) order, the latest
+    non-null plan per user, each distinct trimmed token newest first per platform."""
     data = frame(
         [
             {
@@ -222,6 +224,36 @@ def test_a_rank_given_by_the_caller_changes_nothing(rows) -> None:
             "plan": pa.string(),
         },
     )
+    order = sorted(range(len(rows)), key=lambda i: (rows[i][1], str(i)))
+    plans: dict[str, str | None] = {}
+    tokens: dict[str, dict[str, list[str]]] = {}
+    for i in order:
+        user, _, kind, token, plan = rows[i]
+        if user is None:
+            continue
+        if plan is not None or user not in plans:
+            plans[user] = plan
+    for i in reversed(order):  # newest first
+        user, _, kind, token, _ = rows[i]
+        platform = {"ios": "apns", "android": "fcm"}.get(kind or "")
+        cleaned = (token or "").strip()
+        if user is None or platform is None or not cleaned:
+            continue
+        listed = tokens.setdefault(user, {}).setdefault(platform, [])
+        if cleaned not in listed:
+            listed.append(cleaned)
+
     _, rank = chronological_rank(data)
-    pd.testing.assert_frame_equal(device_tokens(data, rank=rank), device_tokens(data))
-    pd.testing.assert_frame_equal(latest_traits(data, rank=rank), latest_traits(data))
+    for ranked in (rank, None):
+        latest = latest_traits(data, rank=ranked)
+        assert sorted(latest.index) == sorted(plans)
+        got_plans = {u: (None if pd.isna(p) else p) for u, p in latest["plan"].items()}
+        assert got_plans == plans
+        got = device_tokens(data, rank=ranked)
+        got_tokens = {
+            user: {
+                p: list(got.loc[user, p]) for p in ("apns", "fcm") if got.loc[user, p] is not pd.NA
+            }
+            for user in got.index
+        }
+        assert got_tokens == tokens

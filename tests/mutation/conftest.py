@@ -1,0 +1,3 @@
+"""tests/mutation holds a script, not tests: keep pytest from importing it."""
+
+collect_ignore = ["run.py"]
