@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from connect_sync.flows.pipeline import SyncOptions, run_sync
+from connect_sync.flows.pipeline import SyncJob, SyncOptions, run_sync
 from connect_sync.warehouse.engine import create_engine
 from connect_sync.warehouse.state import StateStore
 
@@ -42,7 +42,7 @@ def test_mask_text_hides_url_passwords() -> None:
     assert mask_text("duckdb:///a/b.duckdb at 10:30") == "duckdb:///a/b.duckdb at 10:30"
 
 
-def test_stored_report_and_rejections_hold_no_password(
+def test_a_refused_api_url_is_told_without_its_password(
     postgres_url: str, pg_schema: str, tmp_path: Path
 ) -> None:
     url = _with_password(postgres_url)
@@ -56,13 +56,37 @@ def test_stored_report_and_rejections_hold_no_password(
         max_retries=0,
         journal_dir=tmp_path / "journal",
     )
-    with pytest.raises(Exception, match="CONNECT_API_URL"):
-        run_sync(settings, SyncOptions())
+    with pytest.raises(Exception, match="CONNECT_API_URL") as refused:
+        run_sync(settings, SyncOptions())  # refused before the run starts: nothing stored
+    assert API_PASSWORD not in str(refused.value)
+    assert WAREHOUSE_PASSWORD not in str(refused.value)
+
+
+def test_stored_report_and_rejections_hold_no_password(
+    postgres_url: str, pg_schema: str, tmp_path: Path, sandbox
+) -> None:
+    """A run that fails after it started stores its error masked (here: an error that
+    quotes both URLs, as a driver's or an HTTP client's might)."""
+    url = _with_password(postgres_url)
+    write_tables(url, pg_schema, {"tracks": [row(0, user_id="u1", event="A", event_text="A")]})
+    api_url = sandbox.api_url.replace("http://", f"http://connect:{API_PASSWORD}@")
+    settings = Settings(
+        warehouse_url=url,
+        source_schema=pg_schema,
+        state_schema=f"{pg_schema}_state",
+        api_url=api_url,
+        api_key=sandbox.api_key,
+        journal_dir=tmp_path / "journal",
+    )
+    job = SyncJob(settings, SyncOptions())
+    job.prepare()
+    report = job.finish(RuntimeError(f"lost {url} while sending to {api_url}"))
+    assert report.status == "failed"
     store = StateStore(create_engine(url), settings.state_schema, pg_schema)
     stored = repr([store.recent_runs(), store.rejections().to_dict("records")]).encode()
     assert WAREHOUSE_PASSWORD.encode() not in stored
     assert API_PASSWORD.encode() not in stored
-    assert "CONNECT_API_URL" in str(stored)  # the error is stored, masked
+    assert b"lost postgresql" in stored  # the error is stored, masked
     store.engine.dispose()
 
 
