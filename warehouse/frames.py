@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from functools import cache
 from typing import Any
 
@@ -280,10 +281,37 @@ def rows_to_arrow(
         array = _python_column(list(col), dtype)
         if pa.types.is_null(array.type):
             array = pa.nulls(len(array), dtype or pa.string())
-        elif dtype is not None and normalize_type(array.type) != dtype:
-            array = _normalize_column(array, dtype)  # the declared type, not the values'
+        elif dtype is not None and _declared_wins(array.type, dtype):
+            # the declared type, not the values' (the same type in every chunk); values it
+            # cannot hold (a HUGEINT) stay as they came
+            with suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
+                array = _normalize_column(array, dtype)
         arrays.append(array)
     return normalize_batch(pa.RecordBatch.from_arrays(arrays, names=keys))
+
+
+def _declared_wins(inferred: pa.DataType, declared: pa.DataType) -> bool:
+    """Whether values of `inferred` type take the `declared` one: Segment's own types do,
+    and a decimal takes its declared precision; other types (a decimal declared only as
+    `numeric`, intervals, bytes) keep what the values are: a type code does not say their
+    scale or unit."""
+    if normalize_type(inferred) == declared:
+        return False
+    if pa.types.is_decimal(inferred):
+        return pa.types.is_decimal(declared)
+    return _basic(inferred)
+
+
+def _basic(dtype: pa.DataType) -> bool:
+    """One of Segment's own types (bool, integer, float, text, timestamp)."""
+    return (
+        pa.types.is_boolean(dtype)
+        or pa.types.is_integer(dtype)
+        or pa.types.is_floating(dtype)
+        or pa.types.is_string(dtype)
+        or pa.types.is_large_string(dtype)
+        or pa.types.is_timestamp(dtype)
+    )
 
 
 def _python_column(values: list[Any], dtype: pa.DataType | None) -> pa.Array:
