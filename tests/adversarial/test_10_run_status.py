@@ -3,12 +3,12 @@ same bad rows are not recorded as new rejections by every run of the lookback wi
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import httpx
 import pytest
 from connect_sync.flows.pipeline import SyncOptions, run_sync
 from connect_sync.warehouse.engine import create_engine
@@ -97,15 +97,18 @@ def prefect_harness():
         yield
 
 
-def test_failed_run_is_failed_in_prefect(prefect_harness, duckdb_url: str, tmp_path: Path) -> None:
+def test_failed_run_is_failed_in_prefect(
+    prefect_harness, duckdb_url: str, tmp_path: Path, sandbox
+) -> None:
     from connect_sync.flows.sync import run_job_flow
     from prefect.client.orchestration import get_client
 
     write_tables(duckdb_url, "segment", {"tracks": _tracks()})
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v2"
-    settings = _settings(duckdb_url, "segment", dead, "k", tmp_path, max_retries=0)
+    # Connect answers (the preflight passes) but every delivery fails: exit 1, not 2
+    httpx.post(f"{sandbox.url}/_sandbox/faults", json={"error_rate": 1.0}, timeout=10)
+    settings = _settings(
+        duckdb_url, "segment", sandbox.api_url, sandbox.api_key, tmp_path, max_retries=0
+    )
     report = run_job_flow(settings, SyncOptions())
     assert report.status == "failed"  # the caller still gets the report
     with get_client(sync_client=True) as client:

@@ -58,10 +58,14 @@ def test_non_numeric_port(tmp_path: Path) -> None:
         assert "CONNECT_SYNC_WAREHOUSE_URL" in line and "hunter2" not in line
 
 
-def test_duckdb_state_held_by_another_process(duckdb_url: str, tmp_path: Path) -> None:
+def test_duckdb_state_held_by_another_process(duckdb_url: str, tmp_path: Path, sandbox) -> None:
     write_tables(duckdb_url, "segment", {"tracks": [row(0, user_id="u1", event="A")]})
     holder = duckdb.connect(duckdb_url.removeprefix("duckdb:///"))  # this process holds it
-    env = {"CONNECT_SYNC_WAREHOUSE_URL": duckdb_url, "CONNECT_API_KEY": "k"}
+    env = {
+        "CONNECT_SYNC_WAREHOUSE_URL": duckdb_url,
+        "CONNECT_API_URL": sandbox.api_url,  # Connect answers: the state store is the problem
+        "CONNECT_API_KEY": sandbox.api_key,
+    }
     try:
         for command in (["sync"], ["status"]):
             line = one_line(run_cli(*command, env=env, cwd=tmp_path))
