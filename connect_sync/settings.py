@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -84,6 +85,12 @@ class Settings(BaseSettings):
         validation_alias=_env("CONNECT_SYNC_AUDIENCE_TIMEOUT", "audience_timeout_s"),
         description="Seconds an audience query may run before the warehouse stops it.",
     )
+    progress_interval_s: float = Field(
+        default=10.0,
+        ge=0,
+        validation_alias=_env("CONNECT_SYNC_PROGRESS_INTERVAL", "progress_interval_s"),
+        description="Seconds between progress lines when the output is not a terminal.",
+    )
     phone_default_region: str | None = Field(
         default=None,
         validation_alias=_env("CONNECT_SYNC_PHONE_DEFAULT_REGION", "phone_default_region"),
@@ -103,3 +110,19 @@ class Settings(BaseSettings):
 
     def api_key_value(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key else None
+
+    @property
+    def destination_id(self) -> str:
+        """The Connect environment this job delivers to, as a short hash of its URL and key
+        (the key itself is never stored)."""
+        url = self.api_url.strip().rstrip("/").lower()
+        digest = hashlib.sha256(f"{url}\n{self.api_key_value() or ''}".encode())
+        return digest.hexdigest()[:16]
+
+    @property
+    def books_key(self) -> str:
+        """Whose delivery state this is: one source schema delivered to one destination.
+
+        Cursors, delivered ids, fingerprints, rejections and runs are kept under this key;
+        books written under the plain source schema (before 0.x) are the legacy books."""
+        return f"{self.source_schema}@{self.destination_id}"

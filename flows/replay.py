@@ -60,7 +60,7 @@ def replay_rejections(settings: Settings, progress: ProgressCallback | None = No
     store = StateStore(
         create_engine(settings.effective_state_url, create_dirs=True),
         settings.state_schema,
-        settings.source_schema,
+        settings.books_key,
     )
     store.migrate()
     books = Books(
@@ -73,7 +73,7 @@ def replay_rejections(settings: Settings, progress: ProgressCallback | None = No
         journal_directory(
             settings.effective_state_url,
             settings.state_schema,
-            settings.source_schema,
+            settings.books_key,
             settings.journal_dir,
         ),
         merge_partitions=False,
