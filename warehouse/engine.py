@@ -36,10 +36,36 @@ def create_engine(url: str, *, create_dirs: bool = False) -> Engine:
     try:
         return sa.create_engine(parsed)
     except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
-        raise WarehouseError(
-            f"no driver for {parsed.get_backend_name()!r}: install the matching extra, "
-            f"e.g. pip install 'segment-connect-sync[{parsed.get_backend_name()}]'"
-        ) from exc
+        raise WarehouseError(_driver_hint(parsed.drivername)) from exc
+
+
+#: URL schemes connect-sync reads, with the extra that installs each one's driver.
+EXTRAS = {
+    "duckdb": None,
+    "postgresql": "postgres",
+    "snowflake": "snowflake",
+    "bigquery": "bigquery",
+    "redshift": "redshift",
+}
+#: Schemes people write for a supported database, and the one to write instead.
+SCHEME_FIXES = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg"}
+
+
+def _driver_hint(drivername: str) -> str:
+    """Why SQLAlchemy has no dialect or driver for `drivername`, and what to do."""
+    backend = drivername.split("+")[0]
+    if backend in SCHEME_FIXES and drivername != SCHEME_FIXES[backend]:
+        return (
+            f"no driver for {drivername}://: write the URL as "
+            f"{SCHEME_FIXES[backend]}://user@host/database"
+        )
+    if backend in EXTRAS:
+        extra = EXTRAS[backend]
+        return f"no driver for {drivername}://: pip install 'segment-connect-sync[{extra}]'"
+    return (
+        f"{drivername}:// is not a supported warehouse: use duckdb, postgresql+psycopg, "
+        "snowflake, bigquery or redshift"
+    )
 
 
 def release_file_database(engine: Engine) -> None:
