@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, validation_alias=_env("CONNECT_API_KEY", "api_key")
     )
+    #: Where the key came from, for messages: the variable, or a Prefect Secret block.
+    api_key_source: str = Field(default="CONNECT_API_KEY", exclude=True)
     batch_size: int = Field(
         default=100, ge=1, le=100, validation_alias=_env("CONNECT_SYNC_BATCH_SIZE", "batch_size")
     )

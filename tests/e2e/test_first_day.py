@@ -349,3 +349,40 @@ def test_demo_serve_stopped_by_sigterm_stops_its_sandbox(tmp_path: Path) -> None
     assert process.wait(timeout=30) is not None
     with pytest.raises(httpx.TransportError):
         httpx.get(url, timeout=2)
+
+
+# -- #18.14 a bad key from a Prefect Secret block ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_a_bad_secret_block_key_names_the_block_and_leaves_an_artifact(
+    prefect_harness, sandbox, tmp_path: Path, monkeypatch
+) -> None:
+    from connect_sync.connect.errors import AuthenticationError
+    from connect_sync.flows.sync import sync
+    from prefect.artifacts import Artifact
+    from prefect.blocks.system import Secret
+
+    path = tmp_path / "w.duckdb"
+    _people(f"duckdb:///{path}", "segment")
+    monkeypatch.setenv("CONNECT_SYNC_WAREHOUSE_URL", f"duckdb:///{path}")
+    monkeypatch.setenv("CONNECT_API_URL", sandbox.api_url)
+    monkeypatch.setenv("CONNECT_SYNC_JOURNAL_DIR", str(tmp_path / "journal"))
+    monkeypatch.delenv("CONNECT_API_KEY", raising=False)
+    Secret(value="not-the-key").save("connect-wrong-key", overwrite=True)
+
+    with pytest.raises(AuthenticationError) as raised:
+        sync(source_schema="segment", api_key_secret="connect-wrong-key")
+
+    assert "Secret block 'connect-wrong-key'" in str(raised.value)
+    assert "CONNECT_API_KEY" not in str(raised.value)
+    artifact = Artifact.get("connect-sync-segment")
+    assert artifact is not None and "failed" in (artifact.description or "")
+    assert "connect-wrong-key" in (artifact.description or "")
