@@ -249,7 +249,7 @@ def test_the_report_fits_80_columns(monkeypatch) -> None:
     text = out.getvalue()
     assert "…" not in text
     assert text.count("12,345,678") == 6 and text.count("3,035") == 6
-    assert "requests: 123,456" in text and "identity cycles: 0" in text
+    assert "requests: 123,456" in text and "identity conflicts: 0" in text  # never split
 
 
 # -- #18.11 progress without a terminal ---------------------------------------------------------
