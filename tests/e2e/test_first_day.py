@@ -386,3 +386,20 @@ def test_a_bad_secret_block_key_names_the_block_and_leaves_an_artifact(
     artifact = Artifact.get("connect-sync-segment")
     assert artifact is not None and "failed" in (artifact.description or "")
     assert "connect-wrong-key" in (artifact.description or "")
+
+
+# -- #18.10 what `pip install .` installs --------------------------------------------------------
+
+
+def test_the_wheel_lists_every_package_of_the_tree() -> None:
+    """A non-editable install ships only the packages pyproject lists: every folder with an
+    __init__.py under a mapped folder must be one (connect_sync.flows.streams was not)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    setup = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setup["packages"])
+    for package, folder in setup["package-dir"].items():
+        for init in (root / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(root / folder).parts
+            assert ".".join((package, *parts)) in listed, init
