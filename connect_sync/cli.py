@@ -542,7 +542,7 @@ def _sent_cell(report: dict[str, Any]) -> str:
 
 def _destination(settings: Settings) -> str:
     """The destination as `status` and `reset` name it: its URL and key hash, no key."""
-    return f"{settings.api_url} [{settings.destination_id}]"
+    return f"{settings.api_url} (destination {settings.destination_id})"
 
 
 @cli.command()

@@ -200,6 +200,7 @@ def test_report_progress_status_and_rejects_list_agree(sandbox, tmp_path: Path) 
     assert "nan" not in listed.stdout
     status = run_cli("status", cwd=tmp_path, env=env)
     assert status.returncode == 0, status.stderr
+    assert f"(destination {settings.destination_id})" in status.stdout  # shown, not eaten
     assert "pending rejections" in status.stdout
     assert re.search(r"events\s*│\s*HTTP 50\d\s*│\s*yes\s*│\s*3", status.stdout), status.stdout
     assert re.search(r"events\s*│\s*event_name_too_long\s*│\s*no\s*│\s*2", status.stdout)
