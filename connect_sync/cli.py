@@ -27,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from connect_sync.flows.report import label, short_reason
 from connect_sync.secrets import mask_text
 from connect_sync.settings import DEMO_DIR, DEMO_WAREHOUSE, Settings
 
@@ -143,20 +144,22 @@ class _RateColumn(ProgressColumn):
 
 
 @contextmanager
-def _progress():
+def _progress(interval_s: float | None = None):
     """A rich progress bar per stream on a terminal (items done, rate, sent, retries,
-    rejections); nothing otherwise."""
+    rejections); otherwise (cron, a Prefect worker, CI) one plain line per stream every
+    `interval_s` seconds and when the stream is done."""
     if not console.is_terminal:
-        yield None
+        yield _progress_lines(_settings_or_default("progress_interval_s", interval_s))
         return
     with Progress(
         TextColumn("{task.description:>8}"),
-        BarColumn(),
+        BarColumn(bar_width=16),
         MofNCompleteColumn(),
         _RateColumn(),
         TextColumn(
-            "sent {task.fields[sent]:,}  retries {task.fields[retries]:,}  "
+            "sent {task.fields[sent]:,} retries {task.fields[retries]:,} "
             "rejected {task.fields[rejected]:,}"
+            "{task.fields[undelivered]}"
         ),
         TimeElapsedColumn(),
         console=console,
@@ -164,33 +167,92 @@ def _progress():
     ) as bar:
         tasks: dict[str, Any] = {}
 
-        def update(stream: str, done: int, total: int, stats: Any = None) -> None:
-            fields = {
-                "sent": getattr(stats, "sent", done),
-                "retries": getattr(stats, "retries", 0),
-                "rejected": len(getattr(stats, "rejected", ())) + len(getattr(stats, "failed", ())),
-            }
+        def update(stream: str, done: int, total: int, stats: Any = None, **extra: Any) -> None:
+            fields = _progress_fields(done, stats, extra)
+            failed = fields.pop("undelivered")
+            fields["undelivered"] = f" undelivered {failed:,}" if failed else ""
             if stream not in tasks:
-                tasks[stream] = bar.add_task(stream, total=total, **fields)
+                tasks[stream] = bar.add_task(label(stream), total=total, **fields)
             bar.update(tasks[stream], completed=done, total=total, **fields)
 
         yield update
 
 
-def _print_report(report: Any) -> None:
-    from connect_sync.flows.report import label
+def _progress_fields(done: int, stats: Any, extra: dict[str, Any]) -> dict[str, int]:
+    """What a progress line shows: the same counts as the run report (bad rows included)."""
+    return {
+        "sent": getattr(stats, "sent", done),
+        "retries": getattr(stats, "retries", 0),
+        "rejected": len(getattr(stats, "rejected", ())) + int(extra.get("bad_rows", 0)),
+        "undelivered": len(getattr(stats, "failed", ())),
+    }
 
-    table = Table(title=f"run {report.run_id} ({report.status}, {report.duration_s:.2f} s)")
-    table.add_column("stream")
-    table.add_column("would send" if report.dry_run else "sent", justify="right")
-    table.add_column("unchanged / already delivered", justify="right")
-    table.add_column("rejected", justify="right")
+
+def _settings_or_default(name: str, value: Any) -> Any:
+    if value is not None:
+        return value
+    try:
+        return getattr(Settings(), name)
+    except ValidationError:
+        return Settings.model_fields[name].default
+
+
+def _progress_lines(interval_s: float) -> Callable[..., None]:
+    """An update that prints `stream: done/total ...` at most every `interval_s` seconds
+    per stream, and once when the stream is done."""
+    last: dict[str, float] = {}
+    finished: set[str] = set()
+    started: dict[str, float] = {}
+
+    def update(stream: str, done: int, total: int, stats: Any = None, **extra: Any) -> None:
+        now = time.monotonic()
+        started.setdefault(stream, now)
+        complete = done >= total
+        if stream in finished or (
+            not complete and now - last.get(stream, started[stream]) < interval_s
+        ):
+            return
+        if complete and done == 0 and stream not in last:
+            return  # nothing to do: the report says so
+        last[stream] = now
+        if complete:
+            finished.add(stream)
+        fields = _progress_fields(done, stats, extra)
+        elapsed = now - started[stream]
+        console.print(
+            f"{datetime.now(UTC):%H:%M:%S} {label(stream)}: {done:,}/{total:,} "
+            f"sent {fields['sent']:,} retries {fields['retries']:,} "
+            f"rejected {fields['rejected']:,} undelivered {fields['undelivered']:,} "
+            f"({elapsed:.0f} s)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    return update
+
+
+def _print_report(report: Any) -> None:
+    table = Table(
+        title=f"run {report.run_id} ({report.status}, {report.duration_s:.2f} s)",
+        caption="unchanged: delivered before, or the same as last sent; rejected: bad rows "
+        "and items Connect refused (400); undelivered: retryable, `rejects replay` re-sends",
+        caption_justify="left",
+    )
+    table.add_column("stream", no_wrap=True)
+    table.add_column("would send" if report.dry_run else "sent", justify="right", no_wrap=True)
+    table.add_column("unchanged", justify="right", no_wrap=True)
+    table.add_column("rejected", justify="right", no_wrap=True)
+    table.add_column("undelivered", justify="right", no_wrap=True)
     for name, counts in report.streams.items():
         table.add_row(
-            label(name), f"{counts.sent:,}", f"{counts.unchanged:,}", f"{counts.rejected:,}"
+            label(name),
+            f"{counts.sent:,}",
+            f"{counts.unchanged:,}",
+            f"{counts.rejected:,}",
+            f"{getattr(counts, 'undelivered', 0):,}",
         )
     for name in report.streams_absent:
-        table.add_row(label(name), "-", "-", "-", style="dim")
+        table.add_row(label(name), "-", "-", "-", "-", style="dim")
     console.print(table)
     details = {
         "deduplicated": sum(c.deduplicated for c in report.streams.values()),
@@ -200,10 +262,12 @@ def _print_report(report: Any) -> None:
         "identity conflicts": report.identity_conflicts,
         "identity cycles": report.identity_cycles,
     }
-    console.print("  ".join(f"{k}: {v}" for k, v in details.items()))
+    console.print("  ".join(f"{k}: {v:,}" for k, v in details.items()), soft_wrap=True)
     if report.quality:
         console.print(
-            "data quality: " + ", ".join(f"{k} {v}" for k, v in sorted(report.quality.items()) if v)
+            "data quality: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(report.quality.items()) if v),
+            soft_wrap=True,
         )
     if report.streams_failed:
         console.print(f"[red]not delivered: {', '.join(report.streams_failed)}[/]")
@@ -268,9 +332,35 @@ def sync(
     _finish(report)
 
 
+class _Instant(click.ParamType):
+    """An ISO 8601 date or time; without a zone it is UTC."""
+
+    name = "DATE|TIME"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        try:
+            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "zZ" else text)
+        except ValueError:
+            self.fail(
+                f"{value!r} is not a date or time: write 2026-10-01, 2026-10-01T08:00, "
+                "or 2026-10-01T08:00:00Z / +02:00",
+                param,
+                ctx,
+            )
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+_ZONE_HELP = "(ISO 8601 date or time; without a zone, UTC)"
+
+
 @cli.command()
-@click.option("--start", required=True, type=click.DateTime(), help="First day (received_at).")
-@click.option("--end", required=True, type=click.DateTime(), help="Day after the last.")
+@click.option("--start", required=True, type=_Instant(), help=f"First received_at {_ZONE_HELP}.")
+@click.option(
+    "--end", required=True, type=_Instant(), help=f"End of the window, excluded {_ZONE_HELP}."
+)
 @click.option("--streams", help="Comma-separated streams (default: all).")
 @click.option("--dry-run", is_flag=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path))
@@ -280,7 +370,6 @@ def backfill(start: datetime, end: datetime, streams, dry_run, output, audience)
     from connect_sync.flows.pipeline import SyncOptions
     from connect_sync.warehouse.segment import Window
 
-    start, end = start.replace(tzinfo=start.tzinfo or UTC), end.replace(tzinfo=end.tzinfo or UTC)
     if end <= start:
         raise UsageProblem("--end must be after --start")
     options = SyncOptions(
@@ -324,7 +413,10 @@ def demo(users: int, seed: int, serve: bool) -> None:
     sandbox_db = DEMO_DIR / "sandbox.sqlite"
     for stale in DEMO_DIR.glob("sandbox.sqlite*"):
         stale.unlink()
-    with start_sandbox_process(api_key, extra_args=["--db", str(sandbox_db)]) as sandbox:
+    with (
+        _interrupted_by_sigterm(),
+        start_sandbox_process(api_key, extra_args=["--db", str(sandbox_db)]) as sandbox,
+    ):
         settings = Settings(
             warehouse_url=f"duckdb:///{DEMO_WAREHOUSE}",
             source_schema="segment",
@@ -340,15 +432,34 @@ def demo(users: int, seed: int, serve: bool) -> None:
             f"sandbox: {stats['users']} users, {stats['events']} events, "
             f"{stats['duplicate_events']} duplicates; total {time.monotonic() - started:.1f} s"
         )
-        console.print(f"Events page: [bold]{sandbox.url}/[/]")
-        if not serve:
-            console.print(f"browse it later: connect-sync sandbox --db {sandbox_db}")
         if serve:
+            console.print(f"Events page: [bold]{sandbox.url}/[/]")
             console.print("serving; press Ctrl-C to stop")
             with suppress(KeyboardInterrupt):
                 sandbox.process.wait()
+        else:  # the sandbox stops with this command: say how to browse what it holds
+            console.print(
+                f"Events page: http://127.0.0.1:8765/ once you run "
+                f"[bold]connect-sync sandbox --db {sandbox_db}[/] (or use demo --serve)",
+                soft_wrap=True,
+            )
     if report.status != "succeeded":
         sys.exit(1)
+
+
+@contextmanager
+def _interrupted_by_sigterm():
+    """SIGTERM (a service manager, `kill`) stops like Ctrl-C, so the sandbox child stops."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @cli.command()
@@ -410,17 +521,18 @@ def sandbox(
 
 @cli.command()
 def status() -> None:
-    """Cursors per stream, the last runs, rejection counts."""
+    """Cursors per stream, the last runs, pending rejections by stream and reason."""
     settings = _settings()
-    store = _state_store(settings)
-    cursors = Table(title=f"cursors ({settings.source_schema})")
+    store = _state_store(settings, must_exist=True)
+    console.print(f"books of {settings.source_schema} -> {_destination(settings)}", soft_wrap=True)
+    cursors = Table(title="cursors")
     cursors.add_column("stream")
     cursors.add_column("position")
     for stream, position in sorted(store.cursors().items()):
         cursors.add_row(stream, position.isoformat())
     console.print(cursors)
     runs = Table(title="last runs")
-    for column in ("run", "kind", "started", "status", "sent (users/events)"):
+    for column in ("run", "kind", "started", "status", "sent"):
         runs.add_column(column)
     import orjson
 
@@ -431,11 +543,71 @@ def status() -> None:
             run["kind"],
             str(run["started_at"])[:19],
             run["status"],
-            f"{report.get('users_sent', '-')}/{report.get('events_sent', '-')}",
+            _sent_cell(report),
         )
     console.print(runs)
-    counts = store.rejection_counts()
-    console.print("rejections: " + (", ".join(f"{k}: {v}" for k, v in counts.items()) or "none"))
+    summary = store.rejection_summary()
+    if not summary:
+        console.print("rejections: none pending")
+        return
+    table = Table(title="pending rejections (`rejects list` shows them)")
+    for column, justify in (("stream", "left"), ("reason", "left"), ("retryable", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table.add_column("count", justify="right")
+    grouped: dict[tuple[str, str, bool], int] = {}
+    for stream, reason, retryable, count in summary:
+        key = (label(stream), short_reason(reason), bool(retryable))
+        grouped[key] = grouped.get(key, 0) + int(count)
+    for (stream, reason, retryable), count in sorted(grouped.items()):
+        table.add_row(stream, reason, "yes" if retryable else "no", f"{count:,}")
+    console.print(table)
+
+
+def _sent_cell(report: dict[str, Any]) -> str:
+    """What a stored run sent, per stream (`users 10, events 200`), for any kind of run."""
+    streams = report.get("streams") or {}
+    if streams:
+        return ", ".join(
+            f"{label(name)} {int(counts.get('sent', 0)):,}" for name, counts in streams.items()
+        )
+    if "sent" in report:  # a replay
+        return f"{int(report['sent']):,} replayed"
+    return "-"
+
+
+def _destination(settings: Settings) -> str:
+    """The destination as `status` and `reset` name it: its URL and key hash, no key."""
+    return f"{settings.api_url} (destination {settings.destination_id})"
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def reset(yes: bool) -> None:
+    """Forget what was delivered from this source schema to this Connect destination
+    (cursors, delivered ids, fingerprints, rejections): the next sync sends everything."""
+    from connect_sync.warehouse.destinations import forget_books, forget_journal
+    from connect_sync.warehouse.journal import journal_directory
+
+    settings = _settings()
+    store = _state_store(settings, must_exist=True)
+    where = f"{settings.source_schema} -> {_destination(settings)}"
+    if not yes and not click.confirm(
+        f"forget every cursor, delivered id, fingerprint and rejection of {where}?"
+    ):
+        raise UsageProblem("reset cancelled: nothing forgotten")
+    deleted = forget_books(store)
+    forget_journal(
+        journal_directory(
+            settings.effective_state_url,
+            settings.state_schema,
+            settings.books_key,
+            settings.journal_dir,
+        )
+    )
+    console.print(
+        f"reset {where}: " + ", ".join(f"{n} {name}" for name, n in deleted.items()),
+        soft_wrap=True,
+    )
 
 
 @cli.group()
@@ -443,10 +615,14 @@ def rejects() -> None:
     """Recorded rejections."""
 
 
-def _state_store(settings: Settings) -> Any:
+def _state_store(settings: Settings, *, must_exist: bool = False) -> Any:
+    """The state store of this (source, destination); with `must_exist`, a state database
+    that is not there yet is a one-line error naming the state setting."""
     from connect_sync.warehouse.engine import create_engine
     from connect_sync.warehouse.state import StateStore
 
+    if must_exist:
+        _check_state_exists(settings)
     with _expected_failures():
         store = StateStore(
             create_engine(
@@ -454,10 +630,31 @@ def _state_store(settings: Settings) -> Any:
                 connect_args=settings.engine_args(settings.effective_state_url),
             ),
             settings.state_schema,
-            settings.source_schema,
+            settings.books_key,
         )
         store.migrate()
     return store
+
+
+def _check_state_exists(settings: Settings) -> None:
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(settings.effective_state_url)
+    except Exception:
+        return  # create_engine says what is wrong with it
+    if url.get_backend_name() != "duckdb" or url.database in (None, "", ":memory:"):
+        return
+    if not Path(url.database).exists():
+        setting = (
+            "CONNECT_SYNC_STATE_URL"
+            if settings.state_url
+            else ("CONNECT_SYNC_STATE_URL (default: the warehouse, CONNECT_SYNC_WAREHOUSE_URL)")
+        )
+        raise UsageProblem(
+            f"no sync state yet: {url.database} does not exist. Run `connect-sync sync` "
+            f"first, or point {setting} at the state of an earlier sync"
+        )
 
 
 @rejects.command("list")
@@ -466,7 +663,7 @@ def _state_store(settings: Settings) -> Any:
 @click.option("--retryable", is_flag=True, help="Only those `rejects replay` would re-send.")
 def rejects_list(limit: int, pending: bool, retryable: bool) -> None:
     """Show recorded rejections with their reasons."""
-    store = _state_store(_settings())
+    store = _state_store(_settings(), must_exist=True)
     frame = store.rejections(retryable_only=retryable, pending_only=pending)
     table = Table(title=f"rejections ({len(frame)})")
     for column in ("stream", "message_id", "user_id"):
@@ -476,15 +673,24 @@ def rejects_list(limit: int, pending: bool, retryable: bool) -> None:
         table.add_column(column)
     for row in frame.tail(limit).itertuples():
         table.add_row(
-            row.stream,
-            "" if row.message_id is None else str(row.message_id),
-            "" if row.user_id is None else str(row.user_id),
+            label(row.stream),
+            _cell(row.message_id),
+            _cell(row.user_id),
             row.reason,
             str(row.run_id)[:8],
             "yes" if row.retryable else "no",
-            "" if row.replayed_at is None or row.replayed_at != row.replayed_at else "yes",
+            "" if _cell(row.replayed_at) == "" else "yes",
         )
     console.print(table)
+
+
+def _cell(value: Any) -> str:
+    """A stored value as table text; missing (None, NaN, NaT, NA) is empty, never `nan`."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    return str(value)
 
 
 @rejects.command("replay")

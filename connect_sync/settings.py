@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, validation_alias=_env("CONNECT_API_KEY", "api_key")
     )
+    #: Where the key came from, for messages: the variable, or a Prefect Secret block.
+    api_key_source: str = Field(default="CONNECT_API_KEY", exclude=True)
     batch_size: int = Field(
         default=100, ge=1, le=100, validation_alias=_env("CONNECT_SYNC_BATCH_SIZE", "batch_size")
     )
@@ -99,6 +102,12 @@ class Settings(BaseSettings):
         gt=0,
         validation_alias=_env("CONNECT_SYNC_AUDIENCE_TIMEOUT", "audience_timeout_s"),
         description="Seconds an audience query may run before the warehouse stops it.",
+    )
+    progress_interval_s: float = Field(
+        default=10.0,
+        ge=0,
+        validation_alias=_env("CONNECT_SYNC_PROGRESS_INTERVAL", "progress_interval_s"),
+        description="Seconds between progress lines when the output is not a terminal.",
     )
     phone_default_region: str | None = Field(
         default=None,
@@ -168,3 +177,19 @@ def parse_connect_args(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("connect arguments must be a JSON object")
     return value
+
+    @property
+    def destination_id(self) -> str:
+        """The Connect environment this job delivers to, as a short hash of its URL and key
+        (the key itself is never stored)."""
+        url = self.api_url.strip().rstrip("/").lower()
+        digest = hashlib.sha256(f"{url}\n{self.api_key_value() or ''}".encode())
+        return digest.hexdigest()[:16]
+
+    @property
+    def books_key(self) -> str:
+        """Whose delivery state this is: one source schema delivered to one destination.
+
+        Cursors, delivered ids, fingerprints, rejections and runs are kept under this key;
+        books written under the plain source schema (before 0.x) are the legacy books."""
+        return f"{self.source_schema}@{self.destination_id}"

@@ -21,9 +21,10 @@ from connect_sync.warehouse.state import StateStore
 
 from connect_sync.settings import Settings
 
-#: Called as progress(stream, done, total, stats): items finished of the stream's total,
-#: and the live DeliveryStats (sent, retries, rejections) of its delivery.
-ProgressCallback = Callable[[str, int, int, DeliveryStats], None]
+#: Called as progress(stream, done, total, stats[, bad_rows=n]): items finished of the
+#: stream's total, the live DeliveryStats (sent, retries, rejections) of its delivery,
+#: and the rows of the stream rejected before sending (done counts them).
+ProgressCallback = Callable[..., None]
 
 
 @dataclass
@@ -111,13 +112,17 @@ class RunContext:
             chunks = list(chunks)
             total = sum(map(len, chunks))
         progress = self.progress
+        counts = self.report.stream(stream)
+        rejected_before = counts.rejected
 
         def on_progress(stats: DeliveryStats) -> None:
-            if progress:
-                progress(stream, stats.processed, total, stats)
+            if progress:  # rows rejected while building count as done, like the report's
+                bad_rows = counts.rejected - rejected_before
+                progress(stream, stats.processed + bad_rows, total, stats, bad_rows=bad_rows)
 
         if progress:
             progress(stream, 0, total, DeliveryStats())
         stats = self.outbox.send_chunks(endpoint, chunks, on_ack, on_progress)
+        on_progress(stats)  # the last word: every chunk built, its bad rows counted
         self.books.refused(stream, f"/v2/{endpoint}", stats, by_message_id=by_message_id)
         return stats

@@ -27,6 +27,11 @@ from connect_sync.flows.streams import BY_NAME, NAMES, stages_for
 from connect_sync.flows.urls import check_urls
 from connect_sync.transforms.identity import IdentityGraph
 from connect_sync.warehouse.audience import load_audience
+from connect_sync.warehouse.destinations import (
+    adopt_legacy_books,
+    adopt_legacy_journal,
+    has_books,
+)
 from connect_sync.warehouse.engine import create_engine, describe, release_unused_memory
 from connect_sync.warehouse.identity_cache import IdentityCache
 from connect_sync.warehouse.journal import journal_directory
@@ -106,7 +111,7 @@ class SyncJob:
         if shared is None and not options.dry_run:
             # Connect and the key, before the warehouse is read: seconds, not a run of retries
             ApiOutbox(client_config(settings)).check()
-        self.state = StateStore(state_engine, settings.state_schema, settings.source_schema)
+        self.state = StateStore(state_engine, settings.state_schema, settings.books_key)
         if shared is None and not options.dry_run:  # partitions run under their coordinator's
             self._lock_run()
         source = SegmentSource(self.warehouse, settings.source_schema, settings.chunk_size)
@@ -118,6 +123,7 @@ class SyncJob:
             self._join(source, shared)
             return
         self.state.migrate()
+        self._adopt_legacy_books()
         if not options.dry_run:
             for dead in self.state.fail_dead_runs():
                 log.warning("run %s had died without finishing: marked failed", dead)
@@ -164,6 +170,23 @@ class SyncJob:
             f"another run of source schema {self.settings.source_schema!r} on this state store "
             f"is in progress ({holder or 'its run id is not recorded yet'}): wait for it to end"
         )
+
+    def _adopt_legacy_books(self) -> None:
+        """Books kept under the plain source schema (before books were per destination)
+        go to the first destination that runs; a dry run only reads them."""
+        legacy = self.settings.source_schema
+        if self.options.dry_run:
+            if not has_books(self.state, self.state.source_schema) and has_books(
+                self.state, legacy
+            ):
+                self.state.source_schema = legacy
+            return
+        if adopt_legacy_books(self.state, legacy):
+            s = self.settings
+            adopt_legacy_journal(
+                journal_directory(s.effective_state_url, s.state_schema, legacy, s.journal_dir),
+                self._journal_directory(),
+            )
 
     def _join(self, source: SegmentSource, shared: SharedContext) -> None:
         """A partition's set-up: the coordinating job's run, graph, cursors and audience."""
@@ -263,9 +286,7 @@ class SyncJob:
     def _journal_directory(self) -> Path:
         """This state store's local folder: the ack journal, and the identity cache."""
         s = self.settings
-        return journal_directory(
-            s.effective_state_url, s.state_schema, s.source_schema, s.journal_dir
-        )
+        return journal_directory(s.effective_state_url, s.state_schema, s.books_key, s.journal_dir)
 
     # -- the streams ----------------------------------------------------------------------
 
@@ -282,6 +303,7 @@ class SyncJob:
             log.info("%s: the schema has no table %s; nothing to do", name, stream.table)
             return
         result = stream.run(context)
+        self.report.stream(name).undelivered += result.stats.undelivered
         books.settle(name, stream.cursor_table, result.newest, result.stats)
         release_unused_memory()
 

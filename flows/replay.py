@@ -64,7 +64,7 @@ def replay_rejections(settings: Settings, progress: ProgressCallback | None = No
             connect_args=settings.engine_args(settings.effective_state_url),
         ),
         settings.state_schema,
-        settings.source_schema,
+        settings.books_key,
     )
     store.migrate()
     books = Books(
@@ -77,7 +77,7 @@ def replay_rejections(settings: Settings, progress: ProgressCallback | None = No
         journal_directory(
             settings.effective_state_url,
             settings.state_schema,
-            settings.source_schema,
+            settings.books_key,
             settings.journal_dir,
         ),
         merge_partitions=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
@@ -25,8 +26,11 @@ class StreamCounts:
     sent: int = 0
     #: Not sent: delivered before (message streams) or unchanged since (profiles).
     unchanged: int = 0
-    #: Rows or items that cannot be sent, recorded with their reason.
+    #: Rows or items that cannot be sent (a bad row, a 400), recorded with their reason.
     rejected: int = 0
+    #: Items not delivered after every retry, or never tried: recorded as retryable
+    #: rejections (`rejects list --retryable`) that `rejects replay` re-sends.
+    undelivered: int = 0
 
     def add(self, other: StreamCounts | dict[str, Any]) -> None:
         for f in fields(self):
@@ -36,6 +40,17 @@ class StreamCounts:
 
 def label(stream: str) -> str:
     return LABELS.get(stream, stream)
+
+
+_RETRIES = re.compile(r" \(after \d+ retries\)$")
+
+
+def short_reason(reason: str, width: int = 40) -> str:
+    """A rejection reason as a short category: `HTTP 400: name too long (after 2 retries)`
+    -> `HTTP 400`; `missing_user_id` as it is; long text cut to `width`."""
+    text = _RETRIES.sub("", str(reason)).strip()
+    head = text.split(": ", 1)[0] if text.startswith(("HTTP ", "Http")) else text
+    return head if len(head) <= width else head[: width - 1] + "…"
 
 
 @dataclass

@@ -74,11 +74,25 @@ def report_rows(report: RunReport) -> list[dict[str, Any]]:
     """The run report as the rows of a Prefect table artifact: one per stream, then one
     per rejection reason."""
     rows = [
-        {"stream": label(name), "sent": c.sent, "unchanged": c.unchanged, "rejected": c.rejected}
+        {
+            "stream": label(name),
+            "sent": c.sent,
+            "unchanged": c.unchanged,
+            "rejected": c.rejected,
+            "undelivered": c.undelivered,
+        }
         for name, c in report.streams.items()
     ]
     for reason, count in sorted(report.rejected_by_reason.items()):
-        rows.append({"stream": f"rejected: {reason}", "sent": 0, "unchanged": 0, "rejected": count})
+        rows.append(
+            {
+                "stream": f"rejected: {reason}",
+                "sent": 0,
+                "unchanged": 0,
+                "rejected": count,
+                "undelivered": 0,
+            }
+        )
     return rows
 
 
@@ -95,18 +109,15 @@ def run_job(settings: Settings, options: SyncOptions, dask_address: str | None =
             prepare(job)
             for stream in stages_for(options):
                 run_stage(job, stream)
+        except ConnectConfigurationError as exc:  # a bad key: say where the key came from
+            error = type(exc)(_key_source(str(exc), settings.api_key_source))
+            _publish(settings, job.finish(error))
+            raise error from None
         except BaseException as exc:
-            job.finish(exc)
+            _publish(settings, job.finish(exc))  # a failed run leaves its artifact too
             raise
         report = job.finish()
-    create_table_artifact(
-        key=f"connect-sync-{settings.source_schema.replace('_', '-')}",
-        table=report_rows(report),
-        description=(
-            f"{report.kind} of `{settings.source_schema}`: {report.status} in "
-            f"{report.duration_s:.1f} s; {report.requests} requests, {report.retries} retried"
-        ),
-    )
+    _publish(settings, report)
     get_run_logger().info(
         "run %s %s: %s users, %s events sent",
         report.run_id,
@@ -115,6 +126,25 @@ def run_job(settings: Settings, options: SyncOptions, dask_address: str | None =
         report.events_sent,
     )
     return report
+
+
+def _publish(settings: Settings, report: RunReport) -> None:
+    """The run report as a Prefect table artifact, whatever the run's outcome."""
+    error = f"; {report.error}" if report.error else ""
+    create_table_artifact(
+        key=f"connect-sync-{settings.source_schema.replace('_', '-')}",
+        table=report_rows(report),
+        description=(
+            f"{report.kind} of `{settings.source_schema}`: {report.status} in "
+            f"{report.duration_s:.1f} s; {report.requests} requests, {report.retries} "
+            f"retried{error}"
+        ),
+    )
+
+
+def _key_source(message: str, source: str) -> str:
+    """A key error's message naming where this run's key came from."""
+    return message.replace("CONNECT_API_KEY", source)
 
 
 def _settings(source_schema: str | None, api_key_secret: str | None, **extra: Any) -> Settings:
@@ -126,16 +156,39 @@ def _settings(source_schema: str | None, api_key_secret: str | None, **extra: An
         from prefect.blocks.system import Secret
 
         overrides["api_key"] = Secret.load(api_key_secret).get()
+        overrides["api_key_source"] = f"the Prefect Secret block {api_key_secret!r}"
     return Settings(**overrides)
 
 
 def _run_name() -> str:
+    """`backfill-<schema>-<start>-<end>`, or `sync-<schema>-<window>-to-<scheduled time>`
+    (an incremental window runs from the cursors to the run's start)."""
     params = flow_run.parameters
     schema = params.get("source_schema") or "default"
     if params.get("start"):
-        return f"backfill-{schema}-{params['start']:%Y%m%d}-{params['end']:%Y%m%d}"
+        return f"backfill-{schema}-{params['start']:%Y%m%dT%H%M}-{params['end']:%Y%m%dT%H%M}"
     window = "full-refresh" if params.get("full_refresh") else "incremental"
-    return f"sync-{schema}-{window}"
+    return f"sync-{schema}-{window}-to-{_scheduled():%Y%m%dT%H%MZ}"
+
+
+def _cli_run_name() -> str:
+    """The CLI flow's run name, with its window like the deployments' runs."""
+    params = flow_run.parameters
+    options, settings = params.get("options"), params.get("settings")
+    settings = getattr(settings, "settings", settings)  # HiddenSettings holds them
+    schema = getattr(settings, "source_schema", "default")
+    kind = getattr(options, "kind", "sync")
+    window = getattr(options, "backfill", None)
+    if window is not None:
+        return f"{kind}-{schema}-{window.since:%Y%m%dT%H%M}-{window.until:%Y%m%dT%H%M}"
+    return f"{kind}-{schema}-incremental-to-{_scheduled():%Y%m%dT%H%MZ}"
+
+
+def _scheduled() -> datetime:
+    from datetime import UTC
+
+    when = flow_run.scheduled_start_time
+    return (when or datetime.now(UTC)).astimezone(UTC)
 
 
 def _check_streams(streams: list[str] | None) -> tuple[str, ...]:
@@ -226,7 +279,7 @@ class HiddenSettings(BaseModel):
         return mask_secrets(self.settings.model_dump(mode="json"))
 
 
-@flow(name="connect-sync-cli", flow_run_name="{options.kind}-{settings.settings.source_schema}")
+@flow(name="connect-sync-cli", flow_run_name=_cli_run_name)
 def job_flow(
     settings: HiddenSettings, options: SyncOptions, dask_address: str | None = None
 ) -> RunReport:

@@ -73,10 +73,7 @@ def create_engine(
             return sa.create_engine(parsed, connect_args=dict(connect_args))
         return sa.create_engine(parsed)
     except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
-        raise WarehouseError(
-            f"no driver for {parsed.get_backend_name()!r}: install the matching extra, "
-            f"e.g. pip install 'segment-connect-sync[{parsed.get_backend_name()}]'"
-        ) from exc
+        raise WarehouseError(_driver_hint(parsed.drivername)) from exc
     except Exception as exc:
         # A dialect refusing its URL (snowflake-sqlalchemy 2.x: host, port, key-pair
         # settings), failing on it, or its driver finding no credentials (BigQuery): one
@@ -122,6 +119,35 @@ def _bigquery_client(url: URL, args: dict[str, Any]) -> tuple[URL, dict[str, Any
 CONNECT_ARGS_BUILDERS: dict[str, Callable[[URL, dict[str, Any]], tuple[URL, dict[str, Any]]]] = {
     "bigquery": _bigquery_client,
 }
+
+
+#: URL schemes connect-sync reads, with the extra that installs each one's driver.
+EXTRAS = {
+    "duckdb": None,
+    "postgresql": "postgres",
+    "snowflake": "snowflake",
+    "bigquery": "bigquery",
+    "redshift": "redshift",
+}
+#: Schemes people write for a supported database, and the one to write instead.
+SCHEME_FIXES = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg"}
+
+
+def _driver_hint(drivername: str) -> str:
+    """Why SQLAlchemy has no dialect or driver for `drivername`, and what to do."""
+    backend = drivername.split("+")[0]
+    if backend in SCHEME_FIXES and drivername != SCHEME_FIXES[backend]:
+        return (
+            f"no driver for {drivername}://: write the URL as "
+            f"{SCHEME_FIXES[backend]}://user@host/database"
+        )
+    if backend in EXTRAS:
+        extra = EXTRAS[backend]
+        return f"no driver for {drivername}://: pip install 'segment-connect-sync[{extra}]'"
+    return (
+        f"{drivername}:// is not a supported warehouse: use duckdb, postgresql+psycopg, "
+        "snowflake, bigquery or redshift"
+    )
 
 
 def release_file_database(engine: Engine) -> None:

@@ -391,6 +391,8 @@ class SegmentSource:
         where = f"{self.schema}.{table}" if table else f"schema {self.schema}"
         if state == "42501" or "permission denied" in lowered or "access denied" in lowered:
             return f"no permission to {action} {where} (grant SELECT to this role): {message}"
+        if state == "3D000" or ("database" in lowered and "does not exist" in lowered):
+            return f"the database of {describe(str(self.engine.url))} does not exist: {message}"
         if state in ("42P01", "3F000") or (
             "does not exist" in lowered or "not found" in lowered or "catalog error" in lowered
         ):

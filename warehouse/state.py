@@ -112,7 +112,9 @@ def state_metadata(schema: str) -> sa.MetaData:
 
 
 class StateStore:
-    """Bookkeeping for one source schema in the state database."""
+    """Bookkeeping for one source schema delivered to one destination, in the state
+    database. `source_schema` is the books' key: `Settings.books_key` (`<schema>@<hash of
+    the destination>`), or a plain schema name for books written before 0.x."""
 
     def __init__(self, engine: Engine, schema: str, source_schema: str) -> None:
         self.engine = engine
@@ -623,6 +625,18 @@ class StateStore:
         )
         with self.engine.connect() as conn:
             return dict(conn.execute(query).all())
+
+    def rejection_summary(self) -> list[tuple[str, str, bool, int]]:
+        """(stream, reason, retryable, count) of the rejections not replayed yet."""
+        table = self.table("rejections")
+        columns = (table.c.stream, table.c.reason, table.c.retryable)
+        query = (
+            sa.select(*columns, sa.func.count())
+            .where(table.c.source_schema == self.source_schema, table.c.replayed_at.is_(None))
+            .group_by(*columns)
+        )
+        with self.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(query).all()]
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -318,8 +318,14 @@ class SandboxApp:
                 pages.render_user_page(query, profile, events, matches), status_code=status
             )
 
+        async def event_page(request: Request) -> HTMLResponse:
+            name = request.query_params.get("event", "")
+            arrivals = store.find_events(event=name, limit=PAGE_EVENTS_LIMIT, newest_first=True)
+            return HTMLResponse(pages.render_event_page(name, arrivals, PAGE_EVENTS_LIMIT))
+
         routes = [
             Route("/", events_page),
+            Route("/events", event_page),
             Route("/users", users_page),
             Route("/_sandbox/stats", stats),
             Route("/_sandbox/users/{user_id:path}", user),

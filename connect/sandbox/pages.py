@@ -27,6 +27,27 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
+def _time(value: Any) -> str:
+    """An epoch time as sent to Connect (seconds, int or float) as a readable UTC time."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "" if value is None else str(value)
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(value))
+
+
+def _is_time_key(key: str) -> bool:
+    return key == "timestamp" or key.endswith(("_at", "_time", "_date"))
+
+
+def _readable(value: Any, key: str = "") -> Any:
+    """A profile for people: epoch times under time-like keys (`created_at`) as UTC times,
+    nested objects alike; everything else as it is (the JSON link keeps the raw values)."""
+    if isinstance(value, dict):
+        return {k: _readable(v, str(k)) for k, v in value.items()}
+    if _is_time_key(key) and isinstance(value, int | float) and not isinstance(value, bool):
+        return _time(value)
+    return value
+
+
 def _ago(ts: float, now: float) -> str:
     seconds = max(0, int(now - ts))
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
@@ -49,6 +70,31 @@ def user_link(user_id: str) -> str:
     return "/users?" + urlencode({"user_id": user_id})
 
 
+def event_link(event: str) -> str:
+    return "/events?" + urlencode({"event": event})
+
+
+def render_event_page(event: str, events: list[dict[str, Any]], limit: int) -> str:
+    """The latest arrivals of one event name: who, when, what properties."""
+    rows = "".join(
+        f"<tr><td><a href='{html.escape(user_link(e['user_id']))}'>"
+        f"{html.escape(e['user_id'])}</a></td><td class='when'>{_time(e['timestamp'])}</td>"
+        f"<td><pre>{html.escape(orjson.dumps(e['properties']).decode())}</pre></td></tr>"
+        for e in events
+    )
+    if not events:
+        rows = "<tr><td colspan='3' class='muted' id='empty'>None received.</td></tr>"
+    json_link = html.escape("/_sandbox/events?" + urlencode({"event": event}))
+    body = (
+        f"<h1 id='event-name'>{html.escape(event)}</h1>"
+        f"<p class='muted'>The latest {len(events)} arrivals (at most {limit}), newest first. "
+        f"<a href='{json_link}'>All as JSON</a></p><table id='event-arrivals'><thead><tr>"
+        "<th>User</th><th>Timestamp</th><th>Properties</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+    return _page(f"Connect sandbox: {event}", body)
+
+
 def render_events_page(
     summary: list[dict[str, Any]], users: int, events: int, query: str, now: float
 ) -> str:
@@ -58,20 +104,18 @@ def render_events_page(
     lines = []
     for r in rows:
         name = html.escape(r["event"])
-        events_json = html.escape("/_sandbox/events?" + urlencode({"event": r["event"]}))
-        recent = r["last_24h"] > 0
+        arrivals = html.escape(event_link(r["event"]))
         lines.append(
             f"<tr data-event='{name}'>"
-            f"<td class='event'><a href='{events_json}'>{name}</a></td>"
+            f"<td class='event'><a href='{arrivals}'>{name}</a></td>"
             f"<td class='count'>{r['last_24h']}</td>"
-            f"<td class='{'recent' if recent else 'stale'}'>{'yes' if recent else 'no'}</td>"
             f"<td class='count total'>{r['total']}</td>"
             f"<td class='last-seen' title='{_when(r['last_seen'])}'>{_when(r['last_seen'])}"
             f" <span class='muted'>({_ago(r['last_seen'], now)})</span></td></tr>"
         )
     if not rows:
         message = "No event matches your search." if summary else "No events received yet."
-        lines.append(f"<tr><td colspan='5' class='muted' id='empty'>{message}</td></tr>")
+        lines.append(f"<tr><td colspan='4' class='muted' id='empty'>{message}</td></tr>")
     shown = (
         f"{len(rows)} of {len(summary)} event names match"
         if needle
@@ -90,7 +134,7 @@ in the last 24 hours (by arrival time, not the event's own timestamp).</p>
 <span id="events-total">{events} events stored</span> &middot;
 <span id="names-shown">{shown}</span></p>
 <table id="events"><thead><tr><th>Event</th><th class="count">Received (last 24 h)</th>
-<th>In last 24 h</th><th class="count">Received in all</th><th>Last received</th></tr></thead>
+<th class="count">Received in all</th><th>Last received</th></tr></thead>
 <tbody>{"".join(lines)}</tbody></table>
 <p class="muted">Page rendered {_when(now)}.</p>"""
     return _page("Connect sandbox: Events", body)
@@ -115,10 +159,11 @@ def render_user_page(
         fields = "".join(
             f"<tr><th>{html.escape(k)}</th><td><pre>"
             f"{html.escape(orjson.dumps(v, option=orjson.OPT_INDENT_2).decode())}</pre></td></tr>"
-            for k, v in profile.items()
+            for k, v in _readable(profile).items()
         )
         rows = "".join(
-            f"<tr><td>{html.escape(e['event'])}</td><td>{e['timestamp']}</td>"
+            f"<tr><td><a href='{html.escape(event_link(e['event']))}'>"
+            f"{html.escape(e['event'])}</a></td><td class='when'>{_time(e['timestamp'])}</td>"
             f"<td><pre>{html.escape(orjson.dumps(e['properties']).decode())}</pre></td></tr>"
             for e in events
         )

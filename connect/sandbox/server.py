@@ -140,6 +140,7 @@ def start_sandbox_process(
     """Start `python -m connect_sync.connect.sandbox` on a free port and wait until it answers."""
     command = [
         sys.executable,
+        "-P",  # not the current folder first: a repository root's connect_sync/ would shadow
         "-m",
         "connect_sync.connect.sandbox",
         "--host",

@@ -398,12 +398,14 @@ class SandboxStore:
         return None if row is None else full_profile(orjson.loads(row[0]))
 
     def find_users(self, prefix: str = "", limit: int = 50) -> list[str]:
-        """User ids starting with `prefix`, for the lookup page."""
+        """User ids starting with `prefix`, for the lookup page: known users first (those
+        that merged anonymous ids, then those with an email), anonymous ids after."""
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         with self.lock:
             rows = self.conn.execute(
                 "SELECT user_id FROM users WHERE user_id LIKE ? ESCAPE '\\'"
-                " ORDER BY user_id LIMIT ?",
+                " ORDER BY coalesce(json_array_length(profile, '$.merged_ids'), 0) = 0,"
+                " json_extract(profile, '$.email') IS NULL, user_id LIMIT ?",
                 (escaped + "%", limit),
             ).fetchall()
         return [r[0] for r in rows]

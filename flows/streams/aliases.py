@@ -54,6 +54,9 @@ class AliasesStream(Stream):
         context.alias_rows = rows
         rows, _ = dedupe_messages(rows)
         rows = rows[rows["previous_id"].notna() & rows["user_id"].notna()]
+        if context.scoped:  # an audience or a partition counts only its own rows
+            canonical = context.graph.resolve(rows["user_id"].astype(str))
+            rows = rows[context.in_scope(canonical).to_numpy(dtype=bool)]
         ids = rows["id"].astype(str)
         done = context.state.delivered_among(self.book, ids)
         fresh = rows[~ids.isin(done)]
@@ -61,10 +64,6 @@ class AliasesStream(Stream):
         message_ids = fresh["id"].astype(str)
         previous = fresh["previous_id"].astype(str)
         target = context.graph.resolve(fresh["user_id"].astype(str))
-        if context.scoped:
-            wanted = context.in_scope(target)
-            fresh, message_ids = fresh[wanted], message_ids[wanted]
-            previous, target = previous[wanted], target[wanted]
         noop = (previous == target).to_numpy(dtype=bool)
         if noop.any():
             log.info("aliases: %s rows merge an id into itself (alias cycles)", int(noop.sum()))

@@ -55,7 +55,7 @@ class MessageStream(Stream):
         # The rows to send, as positions in time order (the 2.5M-row frame is never copied
         # or sorted): the first row of each message, not delivered, in scope.
         at = chronological(rows)
-        if context.options.partition is not None:  # a partition counts and looks up its own
+        if context.scoped:  # a partition or an audience counts and looks up its own rows
             at = at[context.in_scope(rows[CANONICAL].take(at)).to_numpy(dtype=bool)]
         if future.any():  # left for a later run: the cursor stays before them
             later = future[at]
@@ -73,8 +73,6 @@ class MessageStream(Stream):
         if done:
             at = at[~ids.isin(done).to_numpy(dtype=bool)]
         counts.unchanged += len(done)
-        if context.audience is not None:
-            at = at[context.in_scope(rows[CANONICAL].take(at)).to_numpy(dtype=bool)]
         prepared = self.prepare(context, rows, at, window)
         stats = context.send(
             self.name,

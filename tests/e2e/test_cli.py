@@ -14,7 +14,13 @@ import sqlalchemy as sa
 from connect_sync.warehouse.demo import build_demo_warehouse
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300):
+def run_cli(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    input: str | None = None,
+):
     full_env = {
         k: v for k, v in os.environ.items() if not k.startswith(("CONNECT_", "PREFECT_API"))
     }
@@ -26,6 +32,7 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
         capture_output=True,
         text=True,
         timeout=timeout,
+        input=input,
     )
 
 

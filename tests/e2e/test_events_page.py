@@ -196,3 +196,53 @@ def test_events_page_counts_pages_and_screens_under_their_event_names(
     assert found.counts["[Segment Page] Pricing"] == len(
         sandbox.events(event="[Segment Page] Pricing")
     )
+
+
+def test_user_and_event_pages_read_like_a_person_wrote_them(sandbox, tmp_path: Path) -> None:
+    """Times are UTC dates, not epoch floats; an event name opens its arrivals (not a JSON
+    array); the 24 h count is shown once; the user list starts with identified users."""
+    import re
+
+    binary = chromium()
+    warehouse = tmp_path / "demo.duckdb"
+    build_demo_warehouse(warehouse, users=100, seed=7)
+    settings = Settings(
+        warehouse_url=f"duckdb:///{warehouse}",
+        source_schema="segment",
+        api_url=sandbox.api_url,
+        api_key=sandbox.api_key,
+    )
+    assert run_sync(settings, SyncOptions()).status == "succeeded"
+    profile = tmp_path / "chromium-profile"
+    epoch = re.compile(r"\b1[0-9]{9}(\.[0-9]+)?\b")
+
+    events_page = browse(binary, profile, f"{sandbox.url}/")
+    assert "In last 24 h" not in events_page
+    name = max(
+        httpx.get(f"{sandbox.url}/_sandbox/event_names", timeout=30).json(),
+        key=lambda row: row["last_24h"],
+    )["event"]
+    link = str(httpx.URL("/events", params={"event": name}))
+    assert f'href="{link.replace("&", "&amp;")}"' in events_page
+
+    arrivals = browse(
+        binary, profile, f"{sandbox.url}{link}", ARTIFACTS / "event-arrivals-page.png"
+    )
+    assert 'id="event-arrivals"' in arrivals and "UTC" in arrivals
+    assert not arrivals.lstrip().startswith("[")
+    assert "/users?user_id=" in arrivals
+
+    listing = browse(binary, profile, f"{sandbox.url}/users")
+    first = re.search(r"<ul id=\"matches\"><li><a [^>]*>([^<]+)</a>", listing)
+    assert first is not None and not first.group(1).startswith("anon-"), listing[:2000]
+    user = first.group(1)
+    raw = sandbox.user(user)
+    assert raw is not None and isinstance(raw["updated_at"], float)  # epoch times stored ...
+    user_page = browse(
+        binary,
+        profile,
+        str(httpx.URL(f"{sandbox.url}/users", params={"user_id": user})),
+        ARTIFACTS / "user-page.png",
+    )
+    assert 'id="profile"' in user_page
+    assert not epoch.search(user_page), epoch.search(user_page)  # ... the page shows dates

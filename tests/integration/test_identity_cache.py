@@ -21,7 +21,7 @@ from tests.segment_rows import row, write_tables
 def cache_directory(warehouse, sandbox) -> Path:
     s = settings_for(warehouse, sandbox)
     return (
-        journal_directory(s.effective_state_url, s.state_schema, s.source_schema, s.journal_dir)
+        journal_directory(s.effective_state_url, s.state_schema, s.books_key, s.journal_dir)
         / "identity"
     )
 

@@ -327,7 +327,8 @@ def test_cli_partitioned_run_under_a_temporary_prefect_server(
     assert stats["events"] > 0 and stats["duplicate_events"] == 0
     # the coordinating flow moved both cursors once both partitions had settled them
     engine = sa.create_engine(postgres_url)
-    store = StateStore(engine, f"{pg_schema}_state", pg_schema)
+    key = Settings(source_schema=pg_schema, api_url=sandbox.api_url, api_key=sandbox.api_key)
+    store = StateStore(engine, f"{pg_schema}_state", key.books_key)  # this destination's books
     assert {"identifies", "tracks"} <= set(store.cursors())
     runs = store.recent_runs()
     engine.dispose()

@@ -4,7 +4,6 @@ again exactly once; what a later sync delivered meanwhile is skipped."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,18 +19,19 @@ from connect_sync.warehouse.state import StateStore
 from connect_sync.settings import Settings
 
 
-def dead_api() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}/v2"
-
-
 def settings_for(path: Path, api_url: str, key: str, **extra) -> Settings:
     return Settings(warehouse_url=f"duckdb:///{path}", api_url=api_url, api_key=key, **extra)
 
 
-def store_for(path: Path) -> StateStore:
-    return StateStore(create_engine(f"duckdb:///{path}"), "connect_sync", "segment")
+def store_for(path: Path, sandbox) -> StateStore:
+    """The books of the demo schema delivered to the sandbox (books are per destination)."""
+    key = settings_for(path, sandbox.api_url, sandbox.api_key).books_key
+    return StateStore(create_engine(f"duckdb:///{path}"), "connect_sync", key)
+
+
+def unreachable(sandbox) -> None:
+    """The sandbox closes every connection without an answer (Connect unreachable)."""
+    sandbox.set_faults(drop_rate=1.0, seed=1)
 
 
 @pytest.fixture
@@ -39,11 +39,16 @@ def failed_run(tmp_path: Path, sandbox) -> Path:
     """A demo warehouse whose first sync found Connect unreachable."""
     path = tmp_path / "w.duckdb"
     build_demo_warehouse(path, users=120, seed=2)
-    down = settings_for(path, dead_api(), sandbox.api_key, max_retries=1, concurrency=16)
-    report = run_sync(down, SyncOptions())
+    down = settings_for(path, sandbox.api_url, sandbox.api_key, max_retries=1, concurrency=16)
+    unreachable(sandbox)
+    try:
+        report = run_sync(down, SyncOptions())
+    finally:
+        sandbox.set_faults(drop_rate=0.0)
     assert report.status == "failed" and report.undelivered > 0
     assert report.events_sent == report.users_sent == 0
-    store = store_for(path)
+    assert sandbox.stats()["users"] == sandbox.stats()["events"] == 0
+    store = store_for(path, sandbox)
     assert not store.cursors()  # no cursor moved past undelivered rows
     store.engine.dispose()
     return path
@@ -62,22 +67,23 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedP
 
 
 def test_replay_sends_the_unanswered_items_once(failed_run: Path, sandbox, tmp_path) -> None:
-    store = store_for(failed_run)
+    store = store_for(failed_run, sandbox)
     pending = store.rejections(retryable_only=True, pending_only=True)
     tracks = pending[pending["stream"].isin(["events", "pages", "screens"])]  # every track
-    assert len(tracks) > 200 and tracks["reason"].str.contains("ConnectError").all()
+    assert len(tracks) > 200 and tracks["reason"].str.contains("Server disconnected").all()
     assert {"users", "groups", "events", "pages", "screens"} <= set(pending["stream"])
     store.engine.dispose()  # the CLI below opens the DuckDB file in another process
     env = {
         "CONNECT_SYNC_WAREHOUSE_URL": f"duckdb:///{failed_run}",
         "CONNECT_API_URL": sandbox.api_url,
         "CONNECT_API_KEY": sandbox.api_key,
+        "COLUMNS": "200",  # the reasons unwrapped
     }
 
     listed = run_cli("rejects", "list", "--retryable", "--limit", "5", cwd=tmp_path, env=env)
     replayed = run_cli("rejects", "replay", cwd=tmp_path, env=env)
 
-    assert listed.returncode == 0 and "ConnectError" in listed.stdout, listed.stderr
+    assert listed.returncode == 0 and "RemoteProtocolError" in listed.stdout, listed.stderr
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert f"{len(pending)} pending, {len(pending)} sent" in replayed.stdout
     remote = sandbox.stats()
@@ -100,7 +106,7 @@ def test_replay_sends_the_unanswered_items_once(failed_run: Path, sandbox, tmp_p
 
 def test_replay_skips_what_a_later_sync_delivered(failed_run: Path, sandbox) -> None:
     settings = settings_for(failed_run, sandbox.api_url, sandbox.api_key)
-    pending = store_for(failed_run).rejections(retryable_only=True, pending_only=True)
+    pending = store_for(failed_run, sandbox).rejections(retryable_only=True, pending_only=True)
     assert run_sync(settings, SyncOptions()).status == "succeeded"  # delivers everything
     before = sandbox.stats()
 
@@ -110,17 +116,17 @@ def test_replay_skips_what_a_later_sync_delivered(failed_run: Path, sandbox) -> 
     assert report.pending == len(pending) and report.sent == 0
     assert report.already_delivered == len(pending)
     assert sandbox.stats() == before  # nothing sent
-    assert store_for(failed_run).rejections(retryable_only=True, pending_only=True).empty
+    assert store_for(failed_run, sandbox).rejections(retryable_only=True, pending_only=True).empty
 
 
-def test_replay_still_unreachable_leaves_them_pending(failed_run: Path) -> None:
-    settings = settings_for(failed_run, dead_api(), "k", max_retries=0)
-    pending = store_for(failed_run).rejections(retryable_only=True, pending_only=True)
+def test_replay_still_unreachable_leaves_them_pending(failed_run: Path, sandbox) -> None:
+    settings = settings_for(failed_run, sandbox.api_url, sandbox.api_key, max_retries=0)
+    pending = store_for(failed_run, sandbox).rejections(retryable_only=True, pending_only=True)
 
+    unreachable(sandbox)
     report = replay_rejections(settings)
 
     assert report.status == "failed" and report.sent == 0
     assert report.failed == report.pending == len(pending)
-    assert len(store_for(failed_run).rejections(retryable_only=True, pending_only=True)) == len(
-        pending
-    )
+    store = store_for(failed_run, sandbox)
+    assert len(store.rejections(retryable_only=True, pending_only=True)) == len(pending)

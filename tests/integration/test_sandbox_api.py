@@ -522,8 +522,8 @@ def test_event_names_count_arrivals_in_the_last_24_hours(sandbox) -> None:
 
     page = sandbox.http.get("/").text
     assert "<tr data-event='Old'><td class='event'>" in page
-    assert "<td class='count'>0</td><td class='stale'>no</td>" in page
-    assert "<td class='count'>2</td><td class='recent'>yes</td>" in page
+    assert "<td class='count'>0</td><td class='count total'>3</td>" in page
+    assert "<td class='count'>2</td><td class='count total'>3</td>" in page  # once, no yes/no
 
 
 def test_events_page_lists_names_searches_and_escapes(sandbox) -> None:
