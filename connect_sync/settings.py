@@ -146,6 +146,22 @@ class Settings(BaseSettings):
     def api_key_value(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key else None
 
+    @property
+    def destination_id(self) -> str:
+        """The Connect environment this job delivers to, as a short hash of its URL and key
+        (the key itself is never stored)."""
+        url = self.api_url.strip().rstrip("/").lower()
+        digest = hashlib.sha256(f"{url}\n{self.api_key_value() or ''}".encode())
+        return digest.hexdigest()[:16]
+
+    @property
+    def books_key(self) -> str:
+        """Whose delivery state this is: one source schema delivered to one destination.
+
+        Cursors, delivered ids, fingerprints, rejections and runs are kept under this key;
+        books written under the plain source schema (before 0.x) are the legacy books."""
+        return f"{self.source_schema}@{self.destination_id}"
+
     def engine_args(self, url: str) -> dict[str, Any]:
         """The connect arguments of an engine for `url`: the warehouse's when it is the
         warehouse (the state store too, when it lives there)."""
@@ -177,19 +193,3 @@ def parse_connect_args(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("connect arguments must be a JSON object")
     return value
-
-    @property
-    def destination_id(self) -> str:
-        """The Connect environment this job delivers to, as a short hash of its URL and key
-        (the key itself is never stored)."""
-        url = self.api_url.strip().rstrip("/").lower()
-        digest = hashlib.sha256(f"{url}\n{self.api_key_value() or ''}".encode())
-        return digest.hexdigest()[:16]
-
-    @property
-    def books_key(self) -> str:
-        """Whose delivery state this is: one source schema delivered to one destination.
-
-        Cursors, delivered ids, fingerprints, rejections and runs are kept under this key;
-        books written under the plain source schema (before 0.x) are the legacy books."""
-        return f"{self.source_schema}@{self.destination_id}"
