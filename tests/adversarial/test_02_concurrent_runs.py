@@ -40,7 +40,7 @@ def test_second_run_refused_while_one_runs_and_dead_run_marked_failed(
     url, schema = warehouse
     _seed(url, schema)
     settings = _settings(url, schema, sandbox, tmp_path)
-    store = StateStore(create_engine(url), settings.state_schema, schema)
+    store = StateStore(create_engine(url), settings.state_schema, settings.books_key)
     store.migrate()
     running_id = store.start_run("sync")  # the run that holds the lock, as another would
     holder = RunLock(store.engine, settings.state_schema, schema)

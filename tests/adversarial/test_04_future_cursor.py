@@ -47,7 +47,7 @@ def test_future_row_does_not_move_cursor_past_now(warehouse, sandbox, tmp_path: 
     first = run_sync(settings, SyncOptions())
     assert first.status == "succeeded"
     assert first.events_sent == 1 and first.quality["loaded_in_future"] == 1
-    store = StateStore(create_engine(url), settings.state_schema, schema)
+    store = StateStore(create_engine(url), settings.state_schema, settings.books_key)
     cursors = store.cursors()
     bound = datetime.now(UTC) + CLOCK_SKEW
     assert all(position <= bound for position in cursors.values()), cursors

@@ -82,7 +82,7 @@ def test_stored_report_and_rejections_hold_no_password(
     job.prepare()
     report = job.finish(RuntimeError(f"lost {url} while sending to {api_url}"))
     assert report.status == "failed"
-    store = StateStore(create_engine(url), settings.state_schema, pg_schema)
+    store = StateStore(create_engine(url), settings.state_schema, settings.books_key)
     stored = repr([store.recent_runs(), store.rejections().to_dict("records")]).encode()
     assert WAREHOUSE_PASSWORD.encode() not in stored
     assert API_PASSWORD.encode() not in stored

@@ -65,7 +65,7 @@ def test_killed_run_is_marked_failed_by_the_next(warehouse, sandbox, tmp_path: P
     )
     assert died.returncode == 9, died.stderr
     dead_id = died.stdout.strip()
-    store = StateStore(create_engine(url), settings.state_schema, schema)
+    store = StateStore(create_engine(url), settings.state_schema, settings.books_key)
     assert {r["run_id"]: r["status"] for r in store.recent_runs()}[dead_id] == "running"
     store.engine.dispose()
     report = run_sync(settings, SyncOptions())
@@ -82,7 +82,7 @@ def test_rejections_are_recorded_once_across_runs(warehouse, sandbox, tmp_path: 
     first = run_sync(settings, SyncOptions())
     second = run_sync(settings, SyncOptions())  # the same rows, inside the lookback window
     assert first.events_rejected == second.events_rejected == 2  # each run still reports them
-    store = StateStore(create_engine(url), settings.state_schema, schema)
+    store = StateStore(create_engine(url), settings.state_schema, settings.books_key)
     rejections = store.rejections()
     assert sorted(rejections["message_id"]) == ["long-name-1", "no-user-1"]
     assert set(rejections["run_id"]) == {first.run_id}

@@ -114,6 +114,6 @@ def test_cli_run_with_a_full_disk(
     line = one_line(run_cli("sync", env=env, cwd=tmp_path, fsize=16))
     assert "cannot write" in line
     assert not list((tmp_path / "journal").rglob(".*.tmp"))
-    store = StateStore(create_engine(postgres_url), f"{pg_schema}_state", pg_schema)
+    store = StateStore(create_engine(postgres_url), f"{pg_schema}_state", settings.books_key)
     assert store.recent_runs()[0]["status"] == "failed"
     store.engine.dispose()

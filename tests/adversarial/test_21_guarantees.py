@@ -93,7 +93,12 @@ def test_rejected_rows_are_listed_with_message_id_reason_and_run(
     report = run_sync(settings, SyncOptions())
     assert report.status == "succeeded" and report.events_rejected == 2
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECT_", "PREFECT_API"))}
-    env.update(CONNECT_SYNC_WAREHOUSE_URL=duckdb_url, COLUMNS="250")
+    env.update(  # the books of the destination the run delivered to
+        CONNECT_SYNC_WAREHOUSE_URL=duckdb_url,
+        CONNECT_API_URL=sandbox.api_url,
+        CONNECT_API_KEY=sandbox.api_key,
+        COLUMNS="250",
+    )
     listed = subprocess.run(
         [sys.executable, "-m", "connect_sync", "rejects", "list"],
         env=env,
