@@ -16,15 +16,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from connect_sync.connect.client import ClientConfig
 from connect_sync.connect.outbox import ApiOutbox, DryRunOutbox, Outbox
 from connect_sync.flows.books import CLOCK_SKEW, Books
 from connect_sync.flows.context import ProgressCallback, RunContext
 from connect_sync.flows.identity import run_identities
-from connect_sync.flows.options import ConfigurationError, SyncOptions
+from connect_sync.flows.options import (
+    ConfigurationError,
+    SyncOptions,
+    check_options,
+    client_config,
+)
 from connect_sync.flows.report import RunReport
-from connect_sync.flows.streams import BY_NAME, NAMES, stages_for
-from connect_sync.flows.urls import check_urls
+from connect_sync.flows.streams import BY_NAME, stages_for
 from connect_sync.transforms.identity import IdentityGraph
 from connect_sync.warehouse.audience import load_audience
 from connect_sync.warehouse.destinations import (
@@ -364,59 +367,3 @@ class SyncJob:
             engine = getattr(owner, "engine", owner)
             if engine is not None and hasattr(engine, "dispose"):
                 engine.dispose()
-
-
-def check_options(settings: Settings, options: SyncOptions) -> None:
-    """Refuse what the run cannot do, with a one-line reason (exit 2), before any work."""
-    check_urls(settings)
-    unknown = set(options.streams or ()) - set(NAMES)
-    if unknown:
-        raise ConfigurationError(
-            f"unknown stream {', '.join(sorted(unknown))}: choose from {', '.join(NAMES)}"
-        )
-    if not options.dry_run and not settings.api_key_value():
-        raise ConfigurationError(
-            "CONNECT_API_KEY is not set: give the private key of the Connect environment "
-            "(or use --dry-run)"
-        )
-    check_partitioning(settings, options)
-
-
-def check_partitioning(settings: Settings, options: SyncOptions) -> None:
-    """Refuse what a partitioned run cannot do, with a one-line reason (exit 2)."""
-    o = options
-    if o.partitions < 1:
-        raise ConfigurationError("--partitions must be at least 1")
-    if o.partition is not None and not 0 <= o.partition < o.partitions:
-        raise ConfigurationError(f"no partition {o.partition} of {o.partitions}")
-    if o.partitions == 1:
-        return
-    if o.dry_run:
-        raise ConfigurationError("--dry-run writes one file: run it without --partitions")
-    if _backend(settings.effective_state_url) != "postgresql":
-        raise ConfigurationError(
-            "--partitions > 1 needs a PostgreSQL state store (CONNECT_SYNC_STATE_URL): "
-            "DuckDB allows one writer at a time"
-        )
-
-
-def _backend(url: str) -> str | None:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).get_backend_name()
-    except Exception:  # create_engine says what is wrong with it
-        return None
-
-
-def client_config(settings: Settings) -> ClientConfig:
-    """The delivery client's configuration from the job's settings."""
-    return ClientConfig(
-        base_url=settings.api_url,
-        api_key=settings.api_key_value() or "",
-        concurrency=settings.concurrency,
-        rate_limit=settings.rate_limit,
-        max_retries=settings.max_retries,
-        timeout_s=settings.request_timeout_s,
-        batch_size=settings.batch_size,
-    )

@@ -13,14 +13,14 @@ from typing import Any
 
 from connect_sync.flows.books import PartitionResult
 from connect_sync.flows.context import ProgressCallback
-from connect_sync.flows.job import (
-    SharedContext,
-    SyncJob,
+from connect_sync.flows.job import SharedContext, SyncJob
+from connect_sync.flows.options import (
+    ConfigurationError,
+    SyncOptions,
     check_options,
     check_partitioning,
     client_config,
 )
-from connect_sync.flows.options import ConfigurationError, SyncOptions
 from connect_sync.flows.report import RunReport
 from connect_sync.flows.streams import CURSOR_TABLES, NAMES
 

@@ -20,7 +20,7 @@ import pandas as pd
 from connect_sync.connect.client import DeliveryStats
 from connect_sync.connect.outbox import ApiOutbox
 from connect_sync.flows.books import Books
-from connect_sync.flows.job import client_config
+from connect_sync.flows.options import client_config
 from connect_sync.flows.report import RunReport
 from connect_sync.flows.streams import BOOKS, BY_NAME
 from connect_sync.transforms.changes import fingerprint

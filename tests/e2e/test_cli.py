@@ -36,7 +36,8 @@ def run_cli(
     )
 
 
-REPORT_ROW = re.compile(r"^\W*(\w+)\W+([\d,]+)\W+([\d,]+)\W+([\d,]+)\W*$")
+#: stream, sent, unchanged, rejected (and undelivered) in the report table
+REPORT_ROW = re.compile(r"^\W*(\w+)\W+([\d,]+)\W+([\d,]+)\W+([\d,]+)(?:\W+[\d,]+)?\W*$")
 TRACK_STREAMS = ("events", "pages", "screens")  # each sent item is one stored event
 IDENTIFY_STREAMS = ("merges", "users", "groups")  # each sent item is one identify
 

@@ -81,12 +81,14 @@ def test_sync_through_faults_ends_where_a_clean_sync_does(faulty, sandbox, tmp_p
     assert remote["identify_items"] == expected["identify_items"]
     assert remote["duplicate_events"] == 0 and remote["rejected_items"] == 0
     # the run report's counts are the sandbox's
-    assert report.events_sent == remote["events"] == remote["track_items"]
-    assert report.merges_sent + report.users_sent == remote["identify_items"]
+    tracks_sent = report.events_sent + report.pages_sent + report.screens_sent
+    assert tracks_sent == remote["events"] == remote["track_items"]
+    assert report.merges_sent + report.users_sent + report.groups_sent == remote["identify_items"]
     assert report.requests == remote["requests"]
     assert report.rate_limited == remote["rate_limited"]
     assert report.undelivered == 0 and not report.streams_failed
     # the books: a second run finds nothing left to send
     again = run_sync(settings(demo, faulty), SyncOptions())
     assert again.events_sent == again.users_sent == again.merges_sent == 0
+    assert again.pages_sent == again.screens_sent == again.groups_sent == 0
     assert faulty.stats()["events"] == remote["events"]
