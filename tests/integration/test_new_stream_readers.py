@@ -22,18 +22,11 @@ from connect_sync.warehouse import demo
 from connect_sync.warehouse import segment as segment_module
 from connect_sync.warehouse.segment import SegmentSource, Window
 
-from tests.segment_rows import T0, at, group_row, page_row, row, write_tables
+from tests.segment_rows import COMMON, T0, at, group_row, page_row, row, write_tables
 
 EVERYTHING = Window("uuid_ts")
 PAGE_COLUMNS = [
-    "id",
-    "anonymous_id",
-    "user_id",
-    "received_at",
-    "sent_at",
-    "original_timestamp",
-    "timestamp",
-    "uuid_ts",
+    *COMMON,
     "name",
     "context_ip",
     "context_library_name",
