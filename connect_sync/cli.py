@@ -114,12 +114,23 @@ def _parse_streams(value: str | None) -> tuple[str, ...] | None:
     return tuple(s.strip() for s in value.split(",") if s.strip())
 
 
+def _quiet_cluster_logs() -> None:
+    """Prefect and Dask log their own INFO lines (server start, flow and task runs, every
+    worker and connection) whatever the root logger says; without -v a partitioned run
+    shows warnings and errors only, like an unpartitioned one. Set before either is imported
+    (their logging is configured at import), and inherited by the Dask worker processes."""
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
+
 def _run(settings: Settings, options: Any, dask_address: str | None = None) -> Any:
     """The same pipeline either way: as a Prefect flow when a Prefect API is configured,
     else directly (no temporary Prefect server to wait for). A partitioned run always
     runs as a Prefect flow (Prefect maps its partitions over Dask): without a Prefect
     API, under a temporary Prefect server."""
     if getattr(options, "partitions", 1) > 1:
+        _quiet_cluster_logs()
         from connect_sync.flows.partitioned import prefect_api
         from connect_sync.flows.sync import run_job_flow
 
@@ -232,8 +243,13 @@ def _progress_lines(interval_s: float) -> Callable[..., None]:
 
 
 def _print_report(report: Any) -> None:
+    # the run's line above the table, not its title: a title wraps at the table's width
+    console.print(
+        f"run {report.run_id} ({report.status}, {report.duration_s:.2f} s)",
+        highlight=False,
+        soft_wrap=True,
+    )
     table = Table(
-        title=f"run {report.run_id} ({report.status}, {report.duration_s:.2f} s)",
         caption="unchanged: delivered before, or the same as last sent; rejected: bad rows "
         "and items Connect refused (400); undelivered: retryable, `rejects replay` re-sends",
         caption_justify="left",

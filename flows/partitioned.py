@@ -73,7 +73,12 @@ def prefect_api(startup_timeout_s: int = 120) -> Iterator[str]:
         yield configured
         return
     server = SubprocessASGIServer()
-    server.start(timeout=startup_timeout_s)
+    # a server that lives for one run sends no telemetry (its heartbeat races the run for
+    # the server's SQLite file and logs a traceback when it loses)
+    with prefect.settings.temporary_settings(
+        updates={prefect.settings.PREFECT_SERVER_ANALYTICS_ENABLED: False}
+    ):
+        server.start(timeout=startup_timeout_s)
     previous = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
@@ -119,7 +124,8 @@ def dask_task_runner(dask_address: str | None = None, local_workers: int = 2) ->
         return DaskTaskRunner(address=dask_address)
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
-        cluster_kwargs={**LOCAL_CLUSTER, "n_workers": local_workers, "dashboard_address": None},
+        # dashboard on a free port (None still binds 8787, and warns when it is taken)
+        cluster_kwargs={**LOCAL_CLUSTER, "n_workers": local_workers, "dashboard_address": ":0"},
     )
 
 
