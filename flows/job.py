@@ -29,7 +29,6 @@ from connect_sync.flows.options import (
 from connect_sync.flows.report import RunReport
 from connect_sync.flows.streams import BY_NAME, stages_for
 from connect_sync.transforms.identity import IdentityGraph
-from connect_sync.warehouse.audience import load_audience
 from connect_sync.warehouse.destinations import (
     adopt_legacy_books,
     adopt_legacy_journal,
@@ -247,6 +246,8 @@ class SyncJob:
         The query's `:start`/`:end` are the backfill window, else all time until now."""
         if not self.options.audience:
             return None
+        from connect_sync.warehouse.audience import load_audience  # sqlglot: when used
+
         window = self.options.backfill or Window("received_at", EPOCH, datetime.now(UTC))
         user_ids = load_audience(
             self.warehouse,

@@ -18,7 +18,6 @@ import numpy as np
 import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
-from connect_sync.transforms.text_kernels import ascii_digits
 from connect_sync.transforms.values import blank_as_null
 from phonenumbers import PhoneMetadata
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, SUPPORTED_REGIONS
@@ -135,6 +134,8 @@ class _FastPath:
         self.parts: list[tuple[np.ndarray, int, pa.Array]] = []
         if n == 0:
             return
+        from connect_sync.transforms.text_kernels import ascii_digits  # numba: when used
+
         digits = ascii_digits(numbers)
         count = pc.fill_null(pc.binary_length(digits), 0).to_numpy(zero_copy_only=False)
         short = _flags(pc.less_equal(pc.utf8_length(numbers), _MAX_INPUT))

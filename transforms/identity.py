@@ -34,10 +34,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 from connect_sync.transforms.identity_columns import blank_text_as_null
-from connect_sync.transforms.latest_kernel import last_by_keys
 from connect_sync.transforms.values import positions_in
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 LINK_KINDS = ("alias", "identify", "track")
 
@@ -206,6 +203,8 @@ def _last_per_group(groups: np.ndarray, *keys: np.ndarray) -> np.ndarray:
     matrix = np.empty((len(keys), len(groups)), dtype=np.int64)
     for row, key in enumerate(keys):
         matrix[row] = key
+    from connect_sync.transforms.latest_kernel import last_by_keys  # numba: when first used
+
     best = last_by_keys(groups.astype(np.int64, copy=False), matrix, int(groups.max()) + 1)
     return best[best >= 0]
 
@@ -351,6 +350,9 @@ def _break_parent_cycles(
     moving = np.flatnonzero(parent != np.arange(n))
     if not len(moving):
         return
+    from scipy.sparse import coo_matrix  # scipy: when a graph is built
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix(
         (np.ones(len(moving), dtype=np.int8), (moving, parent[moving])), shape=(n, n)
     ).tocsr()
@@ -368,6 +370,9 @@ def _break_parent_cycles(
 
 def _components(src: np.ndarray, dst: np.ndarray, n: int) -> np.ndarray:
     """The connected group of each of the n ids, as a label."""
+    from scipy.sparse import coo_matrix  # scipy: when a graph is built
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n, n))
     _, component = connected_components(graph, directed=False)
     return np.asarray(component, dtype=np.int64)
@@ -388,6 +393,9 @@ def _alias_cycles(
     n = len(nodes)
     if not len(src):
         return _empty_groups()
+    from scipy.sparse import coo_matrix  # scipy: when a graph is built
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n, n)).tocsr()
     _, label = connected_components(graph, directed=True, connection="strong")
     size = np.bincount(label)

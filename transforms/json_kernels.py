@@ -11,13 +11,10 @@ values (booleans as 0/1). Values are written as orjson writes them: text quoted,
 from __future__ import annotations
 
 import numpy as np
+from connect_sync.transforms.json_kinds import BOOL, ESCAPED, INT, QUOTED, RAW  # noqa: F401
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
-
-#: Field kinds: JSON text written as it is, text written as a JSON string (escaped or
-#: known to need no escape), integers, booleans.
-RAW, QUOTED, ESCAPED, INT, BOOL = 0, 1, 2, 3, 4
 
 _QUOTE, _BACKSLASH, _COMMA = 34, 92, 44
 _TRUE = np.frombuffer(b"true", dtype=np.uint8)

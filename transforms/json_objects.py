@@ -23,17 +23,7 @@ import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-from connect_sync.transforms.json_kernels import (
-    BOOL,
-    ESCAPED,
-    INT,
-    QUOTED,
-    RAW,
-    list_bounds,
-    object_bounds,
-    write_lists,
-    write_objects,
-)
+from connect_sync.transforms.json_kinds import BOOL, ESCAPED, INT, QUOTED, RAW
 from connect_sync.transforms.values import (
     Field,
     decimal_json_text,
@@ -162,6 +152,8 @@ def _member(field: Field) -> _Member | None:
     if _text_lists(kind) and values.values.null_count == 0:
         offsets, data = text_buffers(values.values)
         lists = values.offsets.to_numpy().astype(np.int64)
+        from connect_sync.transforms.json_kernels import list_bounds, write_lists
+
         arguments = (present, lists, offsets, data, not _plain_text(values.values))
         bounds = list_bounds(*arguments)
         text = _empty(bounds[-1], np.uint8)
@@ -244,6 +236,8 @@ def _assemble(members: Sequence[_Member], n: int) -> tuple[np.ndarray, np.ndarra
         offsets,
         np.concatenate(pieces, out=_empty(base, np.uint8)) if pieces else _empty(0, np.uint8),
     )
+    from connect_sync.transforms.json_kernels import object_bounds, write_objects
+
     bounds = object_bounds(*arguments)
     out = _empty(bounds[-1], np.uint8)
     write_objects(out, bounds, *arguments)

@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from connect_sync.transforms.columns import LATEST_CONTEXT_COLUMNS, ORDER_COLUMNS, custom_columns
 from connect_sync.transforms.identity_columns import canonical_column
-from connect_sync.transforms.latest_kernel import latest_rows
 from connect_sync.transforms.threads import in_parallel, parallel_map
 from connect_sync.transforms.values import (
     as_arrow,
@@ -154,6 +153,8 @@ def latest_traits(
         )
     else:
         codes, users = user_codes(identifies[user_column])
+    from connect_sync.transforms.latest_kernel import latest_rows  # numba: when first used
+
     index = pd.Index(users, name=user_column)
     every = latest_rows(codes, rank, np.ones(len(codes), dtype=bool), len(users))
     series = [identifies[column] for column in columns]
@@ -176,6 +177,8 @@ def _latest(
         valid = pd.notna(values)
     else:
         valid = ~missing_mask(array)
+    from connect_sync.transforms.latest_kernel import latest_rows
+
     rows = every if valid.all() else latest_rows(codes, rank, valid, len(index))
     found = rows >= 0
     rows = np.where(found, rows, 0)

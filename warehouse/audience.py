@@ -19,7 +19,6 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
-import duckdb
 import sqlalchemy as sa
 from connect_sync.warehouse.audience_sql import AudienceError, prepare_audience
 from sqlalchemy.engine import Connection, Engine
@@ -176,6 +175,8 @@ def _one_statement(
             raw.prepare_threshold = before
         return
     if how == "parse":
+        import duckdb  # the parse check is DuckDB's own
+
         compiled = str(statement.compile(dialect=conn.dialect))
         try:
             count = len(raw.extract_statements(compiled))
