@@ -135,7 +135,9 @@ def _warehouse(url: str, schema: str, identifies: list, aliases: list) -> None:
     write_tables(url, schema, {"identifies": rows, "aliases": links})
 
 
-def _dry_users(url: str, schema: str, tmp: Path, name: str, **settings: object) -> bytes:
+def _dry_users(
+    url: str, schema: str, tmp: Path, name: str, audience: str | None = None, **settings: object
+) -> bytes:
     out = tmp / f"{name}.jsonl"
     report = run_sync(
         Settings(
@@ -145,7 +147,7 @@ def _dry_users(url: str, schema: str, tmp: Path, name: str, **settings: object) 
             journal_dir=tmp / f"{name}-journal",
             **settings,
         ),
-        SyncOptions(streams=("aliases", "users"), dry_run=True, output=out),
+        SyncOptions(streams=("aliases", "users"), dry_run=True, output=out, audience=audience),
     )
     assert report.status == "succeeded", report.error
     return out.read_bytes()
@@ -157,6 +159,15 @@ def _same_payloads_bucketed_or_not(url: str, schema: str, tmp: Path) -> None:
     for rows in (1, 2, 5):
         bucketed = _dry_users(url, schema, tmp, f"b{rows}", bucket_rows=rows, chunk_size=3)
         assert bucketed == whole, rows
+    # an audience (the users any of whose ids once said first_name Ann) in buckets too
+    audience = tmp / "anns.sql"
+    audience.write_text(
+        "SELECT user_id FROM {schema}.identifies WHERE first_name = 'Ann'\n"
+        "UNION SELECT anonymous_id FROM {schema}.identifies WHERE first_name = 'Ann'\n"
+    )
+    whole = _dry_users(url, schema, tmp, "aw", str(audience), bucket_rows=10**9, chunk_size=3)
+    bucketed = _dry_users(url, schema, tmp, "ab", str(audience), bucket_rows=2, chunk_size=3)
+    assert bucketed == whole
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
