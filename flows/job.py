@@ -64,6 +64,23 @@ class SharedContext:
     horizon: datetime | None = None
 
 
+def take_run_lock(state: StateStore, state_schema: str, source_schema: str) -> RunLock:
+    """The run lock of this state store and source schema (a sync, a backfill, a replay:
+    whatever writes delivery state), or `RunInProgress` with a line naming its holder."""
+    lock = RunLock(state.engine, state_schema, source_schema)
+    if lock.try_acquire():
+        return lock
+    holder = lock.holder()
+    if holder is None and (running := state.running_run()) is not None:
+        holder = f"run {running['run_id']} started {running['started_at']:%Y-%m-%d %H:%M:%S} UTC"
+        if running.get("host"):
+            holder += f" on {running['host']} pid {running.get('pid')}"
+    raise RunInProgress(
+        f"another run of source schema {source_schema!r} on this state store "
+        f"is in progress ({holder or 'its run id is not recorded yet'}): wait for it to end"
+    )
+
+
 class SyncJob:
     """One run of the job. Call `prepare`, then `run_stage` per stream, then `finish`."""
 
@@ -157,20 +174,8 @@ class SyncJob:
         or refuse with a line naming the run that holds it."""
         if self.run_lock is not None and self.run_lock.held:  # a retried prepare
             return
-        lock = RunLock(self.state.engine, self.settings.state_schema, self.settings.source_schema)
-        if lock.try_acquire():
-            self.run_lock = lock
-            return
-        holder = lock.holder()
-        if holder is None and (running := self.state.running_run()) is not None:
-            holder = (
-                f"run {running['run_id']} started {running['started_at']:%Y-%m-%d %H:%M:%S} UTC"
-            )
-            if running.get("host"):
-                holder += f" on {running['host']} pid {running.get('pid')}"
-        raise RunInProgress(
-            f"another run of source schema {self.settings.source_schema!r} on this state store "
-            f"is in progress ({holder or 'its run id is not recorded yet'}): wait for it to end"
+        self.run_lock = take_run_lock(
+            self.state, self.settings.state_schema, self.settings.source_schema
         )
 
     def _adopt_legacy_books(self) -> None:

@@ -20,6 +20,7 @@ import pandas as pd
 from connect_sync.connect.client import DeliveryStats
 from connect_sync.connect.outbox import ApiOutbox
 from connect_sync.flows.books import Books
+from connect_sync.flows.job import take_run_lock
 from connect_sync.flows.options import client_config
 from connect_sync.flows.report import RunReport
 from connect_sync.flows.streams import BOOKS, BY_NAME
@@ -67,6 +68,21 @@ def replay_rejections(settings: Settings, progress: ProgressCallback | None = No
         settings.books_key,
     )
     store.migrate()
+    # a replay writes delivery state as a sync does: never beside a running sync or replay
+    try:
+        lock = take_run_lock(store, settings.state_schema, settings.source_schema)
+    except BaseException:
+        store.engine.dispose()
+        raise
+    try:
+        return _replay_locked(settings, store, progress)
+    finally:
+        lock.release()
+
+
+def _replay_locked(
+    settings: Settings, store: StateStore, progress: ProgressCallback | None
+) -> ReplayReport:
     books = Books(
         store,
         RunReport(source_schema=settings.source_schema, kind="replay"),

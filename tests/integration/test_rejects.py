@@ -14,6 +14,7 @@ from connect_sync.flows.replay import replay_rejections
 from connect_sync.flows.streams import BOOKS
 from connect_sync.warehouse.demo import build_demo_warehouse
 from connect_sync.warehouse.engine import create_engine
+from connect_sync.warehouse.run_lock import RunInProgress, RunLock
 from connect_sync.warehouse.state import StateStore
 
 from connect_sync.settings import Settings
@@ -130,3 +131,30 @@ def test_replay_still_unreachable_leaves_them_pending(failed_run: Path, sandbox)
     assert report.failed == report.pending == len(pending)
     store = store_for(failed_run, sandbox)
     assert len(store.rejections(retryable_only=True, pending_only=True)) == len(pending)
+
+
+def test_a_replay_beside_a_running_sync_is_refused_and_sends_nothing(
+    failed_run: Path, sandbox
+) -> None:
+    """A replay writes delivery state as a sync does: beside a running sync (or replay) it
+    is refused with the holder's line, sends nothing and leaves the rejections pending;
+    once the lock is free it runs."""
+    settings = settings_for(failed_run, sandbox.api_url, sandbox.api_key)
+    pending = store_for(failed_run, sandbox).rejections(retryable_only=True, pending_only=True)
+    assert len(pending)
+    engine = create_engine(f"duckdb:///{failed_run}")
+    holder = RunLock(engine, settings.state_schema, settings.source_schema)
+    assert holder.try_acquire()
+    holder.note("run abc123 started 2026-12-02 10:00:00 UTC on box pid 4242")
+    before = sandbox.stats()
+    try:
+        with pytest.raises(RunInProgress, match="abc123"):
+            replay_rejections(settings)
+    finally:
+        holder.release()
+        engine.dispose()
+    assert sandbox.stats() == before  # nothing sent
+    store = store_for(failed_run, sandbox)
+    assert len(store.rejections(retryable_only=True, pending_only=True)) == len(pending)
+    store.engine.dispose()
+    assert replay_rejections(settings).sent == len(pending)
