@@ -4,22 +4,29 @@ One payload per (user, group): `{"group_attributes": {...}, "group_id": ..., "us
 ...}`, the attributes being, per trait column, the latest non-null value over all rows of
 that user and group (as identify attributes are over a user's identifies). Column-wise:
 `traits.latest_traits` keyed by user and group, then all payloads at once as JSON bytes.
+
+A Connect user has one current group: the one named by the last identify that carried a
+`group_id`. As Segment's destination forwarded group calls in time order, a user's payloads
+are ordered by the time of each group's latest call, so the group called last is sent last
+(`with_current_group` re-sends it after any other group of the user that changed).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from connect_sync.transforms.changes import fingerprints
 from connect_sync.transforms.columns import custom_columns
 from connect_sync.transforms.events import REJECTED_COLUMNS
 from connect_sync.transforms.identity_columns import CANONICAL, LEGACY_CANONICAL, canonical_column
 from connect_sync.transforms.json_objects import json_records, json_texts
-from connect_sync.transforms.traits import latest_traits
+from connect_sync.transforms.traits import chronological_rank, latest_traits, user_codes
 from connect_sync.transforms.values import (
     Field,
     as_arrow,
@@ -41,7 +48,8 @@ _KEY = "\x1fkey"  # a name no warehouse column has
 
 @dataclass
 class GroupPayloads:
-    """Payloads ordered by key, one per (user, group); rejected rows with their reasons."""
+    """Payloads, one per (user, group), ordered by user, then by the time of the group's
+    latest call (the user's current group last); rejected rows with their reasons."""
 
     keys: list[str]  # `user_id` GROUP_KEY_SEPARATOR `group_id`: the change-detection key
     payloads: list[bytes]  # one JSON object per (user, group), keys sorted
@@ -83,7 +91,8 @@ def _attribute_fields(latest: pd.DataFrame, columns: list[str]) -> list[Field]:
 
 def group_payloads(rows: pd.DataFrame) -> GroupPayloads:
     """One group identify per (user, group) of `rows` (a `groups` table's rows carrying
-    `canonical_id`, the user to send), ordered by key.
+    `canonical_id`, the user to send), ordered by user, then by the time of each group's
+    latest call, so that a user's current group comes last.
 
     Per trait column the latest non-null value wins, rows taken by `timestamp` (ties
     `received_at`, then `id`); values keep their type, null and empty ones are left out,
@@ -121,9 +130,79 @@ def group_payloads(rows: pd.DataFrame) -> GroupPayloads:
         copy=False,
     )
     # every row of a key has its user and group id: "latest non-null" takes them as well
-    latest = latest_traits(keyed, user_column=_KEY, columns=["user_id", "group_id", *traits])
+    _, rank = chronological_rank(keyed)
+    latest = latest_traits(
+        keyed, user_column=_KEY, columns=["user_id", "group_id", *traits], rank=rank
+    )
+    latest = latest.iloc[_send_order(keyed[_KEY], rank, latest["user_id"])]
     fields = [Field(key, as_arrow(latest[key])) for key in ("user_id", "group_id")]
     attributes = json_texts(_attribute_fields(latest, traits), len(latest))
     fields.append(Field("group_attributes", attributes, encoded=True))
     payloads = json_records(fields, len(latest))
     return GroupPayloads(latest.index.astype(str).tolist(), payloads, rejected, quality)
+
+
+def _send_order(keys: pd.Series, rank: np.ndarray, users: pd.Series) -> np.ndarray:
+    """Positions of the (key-sorted) latest rows in send order: by user, then by the rank
+    of the key's latest call."""
+    codes, distinct = user_codes(keys)
+    newest = np.full(len(distinct), -1, dtype=np.int64)
+    known = codes >= 0
+    np.maximum.at(newest, codes[known], rank[known])
+    user_order, _ = user_codes(users)
+    return np.lexsort((newest, user_order))
+
+
+#: Appended to the payload of a user's current group before fingerprinting it: a group
+#: that becomes (or stops being) the current one counts as changed, and is sent.
+CURRENT_GROUP_MARK = b"\x1fcurrent"
+
+
+def _last_of_user(keys: list[str]) -> np.ndarray:
+    """True at each user's last key (keys in send order: a user's keys together)."""
+    users = _users_of(keys)
+    return np.append(users[1:] != users[:-1], True)
+
+
+def group_fingerprints(keys: list[str], payloads: list[bytes]) -> list[str]:
+    """Each payload's fingerprint, the user's current group (their last key) marked."""
+    if not keys:
+        return []
+    current = _last_of_user(keys).tolist()
+    return fingerprints(
+        p + CURRENT_GROUP_MARK if last else p for p, last in zip(payloads, current, strict=True)
+    )
+
+
+def with_current_group(keys: list[str], send: list[bool]) -> list[bool]:
+    """`send` (per key, in send order) plus, for every user with a key to send, that user's
+    last key: their current group, sent after the others so it stays current."""
+    if not keys:
+        return send
+    last = _last_of_user(keys)
+    starts = np.flatnonzero(np.insert(last[:-1], 0, True))
+    chosen = np.asarray(send, dtype=bool)
+    any_sent = np.maximum.reduceat(chosen, starts)
+    widened = chosen.copy()
+    widened[last] |= any_sent
+    return widened.tolist()
+
+
+def _users_of(keys: list[str]) -> np.ndarray:
+    """The user part of each key."""
+    users = pc.list_element(pc.split_pattern(pa.array(keys), GROUP_KEY_SEPARATOR, max_splits=1), 0)
+    return users.to_numpy(zero_copy_only=False)
+
+
+def user_aligned_chunks(keys: list[str], size: int) -> list[tuple[int, int]]:
+    """(start, end) of chunks of about `size` keys, never splitting one user's keys (so
+    `with_current_group` sees all of a user's groups at once)."""
+    if not keys:
+        return [(0, 0)]
+    users = _users_of(keys)
+    starts = np.flatnonzero(np.insert(users[1:] != users[:-1], 0, True))
+    cuts = [0]
+    while cuts[-1] < len(keys):
+        at = int(np.searchsorted(starts, cuts[-1] + size))
+        cuts.append(int(starts[at]) if at < len(starts) else len(keys))
+    return list(pairwise(cuts))

@@ -7,7 +7,12 @@ from connect_sync.flows.books import Booked
 from connect_sync.flows.context import RunContext
 from connect_sync.flows.streams.base import Stream, StreamResult
 from connect_sync.flows.streams.profiles import changed_only, ids_to_evaluate
-from connect_sync.transforms.groups import group_payloads
+from connect_sync.transforms.groups import (
+    group_fingerprints,
+    group_payloads,
+    user_aligned_chunks,
+    with_current_group,
+)
 from connect_sync.transforms.identity_columns import CANONICAL, who
 from connect_sync.transforms.messages import drop_repeated, unique_rows
 from connect_sync.transforms.rows import newest
@@ -55,16 +60,25 @@ class GroupsStream(Stream):
         chunk = context.settings.chunk_size
         parts = (
             (
-                built.keys[i : i + chunk],
-                built.payloads[i : i + chunk],
-                Booked(rejected=built.rejected if i == 0 else None),
+                built.keys[start:end],
+                built.payloads[start:end],
+                Booked(rejected=built.rejected if start == 0 else None),
             )
-            for i in range(0, max(len(built.keys), 1), chunk)
+            for start, end in user_aligned_chunks(built.keys, chunk)
+        )
+        # a user's current group is sent last, and again after any other group that changed
+        sending = changed_only(
+            context,
+            counts,
+            parts,
+            pending,
+            widen=with_current_group,
+            digests_of=group_fingerprints,
         )
         stats = context.send(
             self.name,
             self.endpoint,
-            context.books.booked(self.name, changed_only(context, counts, parts, pending)),
+            context.books.booked(self.name, sending),
             context.books.fingerprints(pending),
             total=len(built.keys),
             by_message_id=self.keyed_by_message,

@@ -3,7 +3,7 @@ and sending only the payloads that differ from the last one delivered."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import compress
 
 import pandas as pd
@@ -33,10 +33,14 @@ def changed_only(
     counts: StreamCounts,
     built: Iterable[tuple[list[str], list[bytes], Booked]],
     pending: dict[str, str],
+    widen: Callable[[list[str], list[bool]], list[bool]] | None = None,
+    digests_of: Callable[[list[str], list[bytes]], list[str]] | None = None,
 ) -> Iterator[tuple[ItemChunk, Booked]]:
     """Each chunk of (keys, payloads, side records) without the payloads identical to the
     last delivered one (all of them on a full refresh); the fingerprints of those sent wait
-    in `pending` until acknowledged."""
+    in `pending` until acknowledged. `widen(keys, changed)`, if given, adds keys to send
+    (unchanged ones that must follow a changed one); `digests_of(keys, payloads)`, if given,
+    fingerprints the chunk instead of the payloads alone."""
     remember = not context.options.dry_run
     for keys, payloads, side in built:
         counts.considered += len(payloads)
@@ -44,8 +48,10 @@ def changed_only(
         if not previous and not remember:  # nothing to compare or to remember
             yield ItemChunk(keys, payloads), side
             continue
-        digests = fingerprints(payloads)
+        digests = fingerprints(payloads) if digests_of is None else digests_of(keys, payloads)
         changed = [previous.get(k) != d for k, d in zip(keys, digests, strict=True)]
+        if widen is not None:
+            changed = widen(keys, changed)
         counts.unchanged += len(changed) - sum(changed)
         keys = list(compress(keys, changed))
         if remember:

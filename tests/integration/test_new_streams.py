@@ -131,6 +131,45 @@ def test_group_attributes_are_the_latest_per_trait_over_every_row(warehouse, san
     assert profile(sandbox, "u1")["groups"]["g2"] == {"name": "Beta", "plan": "x"}
 
 
+def test_a_user_s_current_group_is_the_group_called_last_across_runs(warehouse, sandbox) -> None:
+    """Connect keeps one current group per user: the one the last group identify named.
+    The group called last stays current whatever the ids' order, when an older group's
+    attributes change, and moves when an older group is called again."""
+    url, schema = warehouse
+    write_tables(
+        url,
+        schema,
+        {
+            "groups": [
+                group_row(1, user_id="u1", group_id="g9", name="Nine"),
+                group_row(2, user_id="u1", group_id="g10", name="Ten"),  # "g10" < "g9"
+            ]
+        },
+    )
+    sync(warehouse, sandbox)
+    assert profile(sandbox, "u1")["group_id"] == "g10"
+
+    # g9 is called again, with a new plan: it becomes current (sent last)
+    write_tables(url, schema, {"groups": [group_row(3, user_id="u1", group_id="g9", plan="x")]})
+    report = sync(warehouse, sandbox)
+    assert profile(sandbox, "u1")["group_id"] == "g9"
+    assert profile(sandbox, "u1")["groups"]["g9"] == {"name": "Nine", "plan": "x"}
+    assert report.groups_sent == 2  # g9 changed and is current now; g10 is current no more
+
+    # g10 is called again with nothing new: it is current again, and sent so
+    write_tables(url, schema, {"groups": [group_row(4, user_id="u1", group_id="g10")]})
+    sync(warehouse, sandbox)
+    assert profile(sandbox, "u1")["group_id"] == "g10"
+
+    # an older group's attributes change (a call older than g10's, loaded late): g9 is
+    # sent, then g10 again
+    write_tables(url, schema, {"groups": [group_row(3.5, user_id="u1", group_id="g9", plan="y")]})
+    again = sync(warehouse, sandbox)
+    assert profile(sandbox, "u1")["groups"]["g9"] == {"name": "Nine", "plan": "y"}
+    assert profile(sandbox, "u1")["group_id"] == "g10"  # sent after g9, it stays current
+    assert again.groups_sent == 2
+
+
 def test_a_source_without_pages_screens_or_groups_runs_the_rest(warehouse, sandbox) -> None:
     url, schema = warehouse
     write_tables(url, schema, {"tracks": [row(1, user_id="u1", event="a", event_text="A")]})

@@ -9,7 +9,12 @@ from typing import Any
 import orjson
 import pandas as pd
 import pyarrow as pa
-from connect_sync.transforms.groups import GROUP_KEY_SEPARATOR, group_payloads
+from connect_sync.transforms.groups import (
+    GROUP_KEY_SEPARATOR,
+    group_payloads,
+    user_aligned_chunks,
+    with_current_group,
+)
 from connect_sync.transforms.users import identify_payloads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -106,19 +111,58 @@ def test_ties_go_to_received_at_then_id():
 def test_a_user_in_two_groups_and_two_users_in_one_group():
     rows = frame(
         [
-            group("u2", "g1", plan="free"),
-            group("u1", "g2", plan="pro"),
-            group("u1", "g1", plan="business"),
+            group("u2", "g1", minutes=0, plan="free"),
+            group("u1", "g1", minutes=1, plan="business"),
+            group("u1", "g2", minutes=2, plan="pro"),
         ]
     )
     built = group_payloads(rows)
     sep = GROUP_KEY_SEPARATOR
-    assert built.keys == [f"u1{sep}g1", f"u1{sep}g2", f"u2{sep}g1"]  # ordered by key
+    assert built.keys == [f"u1{sep}g1", f"u1{sep}g2", f"u2{sep}g1"]
     assert decoded(built.payloads) == [
         {"user_id": "u1", "group_id": "g1", "group_attributes": {"plan": "business"}},
         {"user_id": "u1", "group_id": "g2", "group_attributes": {"plan": "pro"}},
         {"user_id": "u2", "group_id": "g1", "group_attributes": {"plan": "free"}},
     ]
+
+
+def test_a_user_s_groups_go_in_the_order_of_their_latest_call_the_current_one_last():
+    """Connect keeps the group of the last identify that named one: the group called last
+    (here g1, called again after g2 and g3) is sent last, whatever the ids' order."""
+    rows = frame(
+        [
+            group("u1", "g1", minutes=0, plan="free"),
+            group("u1", "g3", minutes=1),
+            group("u1", "g2", minutes=2),
+            group("u1", "g1", minutes=3, plan="pro"),
+            group("u0", "g9", minutes=4),
+        ]
+    )
+    sep = GROUP_KEY_SEPARATOR
+    assert group_payloads(rows).keys == [f"u0{sep}g9", f"u1{sep}g3", f"u1{sep}g2", f"u1{sep}g1"]
+
+
+def test_the_current_group_follows_any_other_group_of_its_user_that_is_sent():
+    sep = GROUP_KEY_SEPARATOR
+    keys = [f"u1{sep}g2", f"u1{sep}g1", f"u2{sep}g1", f"u3{sep}g1", f"u3{sep}g3"]
+    # u1's older group changed: its current group g1 goes again after it
+    assert with_current_group(keys, [True, False, False, False, False]) == [
+        True, True, False, False, False,
+    ]  # fmt: skip
+    # nothing of u2 or u3 changed but u3's current group: nothing more to send
+    assert with_current_group(keys, [False, False, False, False, True]) == [
+        False, False, False, False, True,
+    ]  # fmt: skip
+    assert with_current_group([], []) == []
+
+
+def test_chunks_never_split_a_user_s_groups():
+    sep = GROUP_KEY_SEPARATOR
+    keys = [f"u1{sep}g2", f"u1{sep}g1", f"u2{sep}g1", f"u3{sep}g1", f"u3{sep}g3", f"u4{sep}g"]
+    assert user_aligned_chunks(keys, 1) == [(0, 2), (2, 3), (3, 5), (5, 6)]
+    assert user_aligned_chunks(keys, 3) == [(0, 3), (3, 6)]
+    assert user_aligned_chunks(keys, 100) == [(0, 6)]
+    assert user_aligned_chunks([], 100) == [(0, 0)]
 
 
 def test_rows_of_one_canonical_user_merge():
@@ -268,13 +312,17 @@ def group_frames(draw) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
 
 def reference(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Row by row: per (user, group), each trait's latest non-null value (NaN counts as
-    null) in (timestamp, received_at, id) order; empty values left out afterwards."""
-    ordered = sorted(rows, key=lambda r: (r["timestamp"], r["received_at"], r["id"]))
+    null) in (timestamp, received_at, id) order; empty values left out afterwards. Ordered
+    by user, then by the key's latest call."""
+    when = lambda r: (r["timestamp"], r["received_at"], r["id"])  # noqa: E731
+    ordered = sorted(rows, key=when)
     out: dict[str, dict[str, Any]] = {}
+    latest: dict[str, tuple] = {}
     for r in ordered:
         if not r["canonical_id"] or not r["group_id"]:
             continue
         key = f"{r['canonical_id']}{GROUP_KEY_SEPARATOR}{r['group_id']}"
+        latest[key] = when(r)
         payload = out.setdefault(
             key, {"user_id": r["canonical_id"], "group_id": r["group_id"], "traits": {}}
         )
@@ -286,7 +334,7 @@ def reference(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         traits = {k: v for k, v in payload.pop("traits").items() if v != ""}
         if traits:
             payload["group_attributes"] = traits
-    return dict(sorted(out.items()))
+    return dict(sorted(out.items(), key=lambda kv: (kv[1]["user_id"], latest[kv[0]])))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
