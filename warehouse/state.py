@@ -737,8 +737,12 @@ def _staged(conn: sa.Connection, shape: str, frame: pd.DataFrame) -> Iterator[st
         driver.register(name, pa.Table.from_pandas(frame.astype(str), preserve_index=False))
         try:
             yield name
-        finally:
-            driver.unregister(name)
+        except BaseException:
+            # an aborted transaction refuses even the unregister: the first error says why
+            with suppress(Exception):
+                driver.unregister(name)
+            raise
+        driver.unregister(name)
         return
     if dialect == "postgresql" and hasattr(driver, "cursor") and _is_psycopg3(driver):
         from psycopg import sql as pgsql

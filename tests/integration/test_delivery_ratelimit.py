@@ -135,11 +135,6 @@ def test_a_failed_merge_keeps_the_segment_for_the_next_run(
     assert store.delivered_among("event", ["m-1"]) == {"m-1"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: warehouse/state.py:_staged unregisters in `finally` on an aborted "
-    "DuckDB transaction, so a raw TransactionException hides the real cause",
-)
 def test_a_failed_merge_says_why(store: StateStore, tmp_path: Path) -> None:
     journal = AckJournal(tmp_path / "journal", store)
     journal.delivered("event", ["m-1"], "r")
