@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -184,6 +185,10 @@ def arrow_to_frame(table: pa.Table | pa.RecordBatch) -> pd.DataFrame:
 
 #: PostgreSQL `money`: an amount with two decimals (its usual `lc_monetary` scale).
 MONEY = pa.decimal128(38, 2)
+#: PostgreSQL `numeric` without a declared precision, as ADBC reads it: its values' text
+#: (any scale, `NaN`, `Infinity`), made an exact number by the transforms. The rows path
+#: reads it as this type too, so every chunk of such a column has one type.
+NUMERIC_TEXT = pa.opaque(pa.string(), type_name="numeric", vendor_name="PostgreSQL")
 _MONEY_OID = 790
 
 #: PostgreSQL/Redshift type OIDs (psycopg, psycopg2 and ADBC report them) for Segment types.
@@ -237,14 +242,14 @@ def described_type(
     """The Arrow type of a DB-API `description` type code, when it names one: the table's
     declared type, which fixes a column's type whatever values a chunk holds. A decimal
     of declared precision stays exact (decimal128); one without (PostgreSQL's bare
-    NUMERIC) is a float."""
+    NUMERIC) is its exact text (`NUMERIC_TEXT`), elsewhere a float."""
     if isinstance(type_code, int) and not isinstance(type_code, bool):
         if _DECIMAL_CODES.get(dialect) == type_code:
             if dialect == "snowflake" and not scale:
                 return pa.int64()  # NUMBER(p, 0): Segment's integers
             if precision and scale is not None and 0 < precision <= 38:
                 return pa.decimal128(precision, scale)
-            return pa.float64()
+            return NUMERIC_TEXT if dialect in ("postgresql", "redshift") else pa.float64()
         return DESCRIBED_CODES.get(dialect, {}).get(type_code)
     name = str(type_code).upper()
     for words, dtype in (
@@ -314,10 +319,20 @@ def _basic(dtype: pa.DataType) -> bool:
     )
 
 
+def _decimal_text(value: Any) -> str:
+    """A driver's NUMERIC value as PostgreSQL writes it (never in exponent form)."""
+    if isinstance(value, Decimal):
+        return format(value, "f") if value.is_finite() else str(value)
+    return str(value)
+
+
 def _python_column(values: list[Any], dtype: pa.DataType | None) -> pa.Array:
     """One column of DB-API values as Arrow: its inferred type; PostgreSQL `money` text
     (`$1,234.56`) as its amount; integers beyond int64 as uint64; any other value Arrow
     has no type for (an IPv4Address, a Decimal NaN, ...) as its text."""
+    if dtype == NUMERIC_TEXT:
+        texts = [None if v is None else _decimal_text(v) for v in values]
+        return pa.ExtensionArray.from_storage(NUMERIC_TEXT, pa.array(texts, pa.string()))
     if dtype == MONEY and any(isinstance(v, str) for v in values):
         amounts = pc.replace_substring_regex(pa.array(values, pa.string()), r"[^0-9.\-]", "")
         return amounts.cast(MONEY)

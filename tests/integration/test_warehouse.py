@@ -441,3 +441,36 @@ def test_memory_is_released_without_glibc_too(monkeypatch) -> None:
     assert engine_module._malloc_trim() is None
     engine_module.release_unused_memory()
     engine_module._malloc_trim.cache_clear()
+
+
+def test_a_bare_numeric_null_for_a_whole_chunk_reads_alike_on_both_paths(
+    postgres_url: str, pg_schema: str
+) -> None:
+    """PostgreSQL `numeric` without precision: NULL in every row of the first chunk, then
+    decimals of several scales. Both readers give every chunk one type (ADBC's numeric
+    text), and the values come out exact."""
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{pg_schema}"'))
+        conn.execute(sa.text(f'CREATE TABLE "{pg_schema}".t (id int, amount numeric)'))
+        conn.execute(
+            sa.text(
+                f'INSERT INTO "{pg_schema}".t VALUES (1, NULL), (2, NULL), (3, 858.18), '
+                "(4, 0.0000001), (5, 12345678901234567890.123456789), (6, 'NaN')"
+            )
+        )
+    clause = sa.text(f'SELECT id, amount FROM "{pg_schema}".t ORDER BY id')
+    try:
+        with engine.connect() as conn:
+            chunks = {
+                native: list(iter_frames(conn, clause, {}, 2, native=native))
+                for native in (True, False)
+            }
+    finally:
+        engine.dispose()
+    for native, frames in chunks.items():
+        assert len({str(f["amount"].dtype) for f in frames}) == 1, (native, frames)
+        values = pd.concat(frames)["amount"]
+        texts = [None if pd.isna(v) else str(v).lower() for v in values]
+        assert texts == [None, None, "858.18", "0.0000001", "12345678901234567890.123456789",
+                         "nan"], native  # fmt: skip
