@@ -70,8 +70,12 @@ def create_engine(
         if build is not None and connect_args:
             parsed, connect_args = build(parsed, dict(connect_args))
         if connect_args:
-            return sa.create_engine(parsed, connect_args=dict(connect_args))
-        return sa.create_engine(parsed)
+            engine = sa.create_engine(parsed, connect_args=dict(connect_args))
+        else:
+            engine = sa.create_engine(parsed)
+        if engine.dialect.driver == "psycopg":
+            sa.event.listen(engine, "connect", _load_infinite_timestamps)
+        return engine
     except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
         raise WarehouseError(_driver_hint(parsed.drivername)) from exc
     except Exception as exc:
@@ -86,6 +90,32 @@ def create_engine(
             f"the {parsed.get_backend_name()} dialect refuses the URL "
             f"{parsed.render_as_string(hide_password=True)}: {first_line(exc)}"
         ) from exc
+
+
+def _load_infinite_timestamps(dbapi_connection: Any, _record: Any) -> None:
+    """psycopg refuses PostgreSQL's `infinity` timestamps (no Python datetime holds them:
+    DataError, the whole read fails); read them as datetime's own extremes, as DuckDB's
+    driver does, which the readers turn into Arrow's (`frames.rows_to_arrow`)."""
+    from datetime import UTC, datetime
+
+    from psycopg.types.datetime import TimestampLoader, TimestamptzLoader
+
+    def loader(base: type, tz: Any) -> type:
+        edges = {
+            b"infinity": datetime.max.replace(tzinfo=tz),
+            b"-infinity": datetime.min.replace(tzinfo=tz),
+        }
+
+        class InfiniteLoader(base):  # type: ignore[misc, valid-type]
+            def load(self, data: Any) -> Any:
+                edge = edges.get(bytes(data))
+                return edge if edge is not None else super().load(data)
+
+        return InfiniteLoader
+
+    adapters = dbapi_connection.adapters
+    adapters.register_loader("timestamp", loader(TimestampLoader, None))
+    adapters.register_loader("timestamptz", loader(TimestamptzLoader, UTC))
 
 
 def _bigquery_client(url: URL, args: dict[str, Any]) -> tuple[URL, dict[str, Any]]:

@@ -286,13 +286,33 @@ def rows_to_arrow(
         array = _python_column(list(col), dtype)
         if pa.types.is_null(array.type):
             array = pa.nulls(len(array), dtype or pa.string())
-        elif dtype is not None and _declared_wins(array.type, dtype):
+            arrays.append(array)
+            continue
+        if pa.types.is_timestamp(array.type):
+            array = _infinite_edges(array)
+        if dtype is not None and _declared_wins(array.type, dtype):
             # the declared type, not the values' (the same type in every chunk); values it
             # cannot hold (a HUGEINT) stay as they came
             with suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
                 array = _normalize_column(array, dtype)
         arrays.append(array)
     return normalize_batch(pa.RecordBatch.from_arrays(arrays, names=keys))
+
+
+def _infinite_edges(array: pa.Array) -> pa.Array:
+    """Timestamps with datetime's own extremes (how DuckDB's and, configured so, psycopg's
+    drivers hand over `infinity` and `-infinity`) as Arrow's, the int64 extremes the native
+    readers give: a time no payload can carry, rejected with its reason downstream."""
+    unit = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[array.type.unit]
+    ints = array.cast(pa.int64())
+    top = 253_402_300_800 * unit - 1  # 9999-12-31T23:59:59.999999 (in this unit)
+    bottom = -62_135_596_800 * unit  # 0001-01-01T00:00:00
+    high, low = pc.greater_equal(ints, top), pc.less_equal(ints, bottom)
+    if not (pc.any(high).as_py() or pc.any(low).as_py()):
+        return array
+    big, small = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    ints = pc.if_else(high, big, pc.if_else(low, small, ints))
+    return ints.cast(array.type)
 
 
 def _declared_wins(inferred: pa.DataType, declared: pa.DataType) -> bool:

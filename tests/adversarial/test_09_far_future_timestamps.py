@@ -117,3 +117,36 @@ def test_infinite_event_time_is_left_out_and_counted():
     ]
     assert built.left_out == Counter({"invalid_timestamp": 1})
     assert built.rejected.empty
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_infinity_read_by_the_rows_path_is_an_infinite_time(
+    backend: str, tmp_path, request
+) -> None:
+    """The SQLAlchemy rows path (Redshift, Snowflake, BigQuery, PostgreSQL without ADBC)
+    reads `infinity` as the native readers do: not as 9999-12-31 (DuckDB's driver hands over
+    datetime.max), never a DataError (psycopg has no datetime for it)."""
+    from connect_sync.transforms.values import beyond_iso
+    from connect_sync.warehouse.engine import create_engine
+
+    if backend == "duckdb":
+        engine = create_engine(f"duckdb:///{tmp_path / 'w.duckdb'}", create_dirs=True)
+        values = "SELECT * FROM (VALUES (1, TIMESTAMPTZ 'infinity', TIMESTAMP '-infinity'),"
+    else:
+        engine = create_engine(request.getfixturevalue("postgres_url"))
+        values = "SELECT * FROM (VALUES (1, 'infinity'::timestamptz, '-infinity'::timestamp),"
+    query = sa.text(
+        values + " (2, TIMESTAMPTZ '2024-05-01 00:00:00+00', TIMESTAMP '1969-07-20 00:00:00'))"
+        " AS v(id, seen, born) ORDER BY id"
+    )
+    try:
+        with engine.connect() as conn:
+            plain = read_frame(conn, query, {}, native=False)
+            native = read_frame(conn, query, {})
+    finally:
+        engine.dispose()
+    for frame in (plain, native):
+        for column in ("seen", "born"):
+            array = pa.array(frame[column].array)
+            assert beyond_iso(array).tolist() == [True, False], (column, array)
+    assert plain["seen"].iloc[1] == native["seen"].iloc[1] == pd.Timestamp(Y2024)
