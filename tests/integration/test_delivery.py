@@ -14,6 +14,7 @@ from connect_sync.connect.errors import AuthenticationError, EndpointError
 from connect_sync.flows.pipeline import SyncJob, SyncOptions
 
 from connect_sync.settings import Settings
+from tests.adversarial.rogue import Reply, Rogue
 from tests.segment_rows import row, write_tables
 
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05}
@@ -143,6 +144,39 @@ def test_an_unreachable_api_fails_retryably_and_stops_early() -> None:
     assert stats.unsent > 0  # Connect kept failing: the rest was not even tried
     assert len(stats.failed) + stats.unsent == stats.undelivered == 2_000
     assert stats.requests < 20
+
+
+def test_one_failed_batch_does_not_stop_the_others() -> None:
+    """The batch holding item 0 gets a 503 every time; the other 19 (answered in 50 ms, so
+    most are still to send when it fails) are delivered: the delivery stops only after
+    `concurrency` batches in a row failed. The failed items' reason is the API's message
+    and the retries it took."""
+
+    def reply(seen) -> Reply:
+        if b'"n":0}' in seen.body:
+            return Reply(503, b'{"error": {"Message": "down for item 0", "Code": 503}}')
+        return Reply(200, delay_s=0.05)
+
+    with Rogue(reply) as rogue:
+        cfg = config(f"{rogue.url}/v2", "k", concurrency=2, max_retries=1)
+        stats = deliver(cfg, "track", [track(i) for i in range(2_000)])
+
+    assert stats.sent == 1_900 and stats.unsent == 0
+    assert [r.key for r in stats.failed] == [f"m-{i}" for i in range(100)]
+    assert {r.reason for r in stats.failed} == {"HTTP 503: down for item 0 (after 1 retries)"}
+
+
+def test_progress_is_reported_after_each_batch(sandbox) -> None:
+    seen: list[int] = []
+    client = ConnectClient(config(sandbox.api_url, sandbox.api_key))
+    items = [track(i) for i in range(250)]
+
+    stats = asyncio.run(
+        client.deliver("track", items, on_progress=lambda s: seen.append(s.processed))
+    )
+
+    assert stats.sent == 250
+    assert len(seen) == 3 and seen == sorted(seen) and seen[-1] == 250
 
 
 def test_bookkeeping_round_trip_on_each_backend(warehouse, tmp_path: Path) -> None:
