@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -177,6 +179,34 @@ def test_progress_is_reported_after_each_batch(sandbox) -> None:
 
     assert stats.sent == 250
     assert len(seen) == 3 and seen == sorted(seen) and seen[-1] == 250
+
+
+def test_a_cancelled_delivery_does_not_say_connect_failed(caplog) -> None:
+    """Cancelled from outside (Ctrl-C, a flow's timeout) while its two requests wait for
+    their answers: the delivery ends cancelled. Its requests are not taken for timed-out
+    ones, so nothing says Connect failed and no batch is counted failed."""
+    release = threading.Event()
+    progress: list[int] = []
+
+    def slow(seen) -> Reply:
+        release.wait(5)
+        return Reply(200)
+
+    with Rogue(slow) as rogue, caplog.at_level(logging.ERROR):
+        cfg = config(f"{rogue.url}/v2", "k", concurrency=2, timeout_s=10, max_retries=0)
+        delivery = ConnectClient(cfg).deliver(
+            "track",
+            [track(i) for i in range(1_000)],
+            on_progress=lambda s: progress.append(len(s.failed)),
+        )
+        try:
+            with pytest.raises(TimeoutError):
+                asyncio.run(asyncio.wait_for(delivery, 0.5))
+        finally:
+            release.set()
+
+    assert not [r for r in caplog.records if r.name.startswith("connect_sync")]
+    assert progress == []
 
 
 def test_bookkeeping_round_trip_on_each_backend(warehouse, tmp_path: Path) -> None:
