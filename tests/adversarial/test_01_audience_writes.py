@@ -172,6 +172,24 @@ def test_the_parser_alone_refuses(query: str, message: str, dialect: str) -> Non
         prepare_audience(query, "bad.sql", dialect, "segment")
 
 
+def test_a_finished_audience_leaves_no_timer_to_interrupt_the_next(tmp_path) -> None:
+    """DuckDB: the timer that interrupts an audience at its timeout ends with it. Left
+    running, the first audience's timer (0.3 s) would interrupt the next query on the same
+    pooled connection: the second audience would fail inside its own 1.5 s."""
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    write_tables(url, "segment", {"identifies": [row(m, user_id=f"u{m}") for m in range(400)]})
+    engine = sa.create_engine(url)
+    quick = _audience(tmp_path, "SELECT user_id FROM {schema}.identifies WHERE user_id = 'u7'")
+    assert load_audience(engine, quick, "segment", START, END, timeout_s=0.3) == {"u7"}
+    slow = (
+        "SELECT a.user_id FROM {schema}.identifies a, {schema}.identifies b, "
+        "{schema}.identifies c, {schema}.identifies d WHERE a.id || b.id || c.id || d.id = 'x'"
+    )
+    with pytest.raises(AudienceError, match=r"ran longer than its 1\.5 s timeout"):
+        load_audience(engine, _audience(tmp_path, slow), "segment", START, END, timeout_s=1.5)
+    engine.dispose()
+
+
 def test_a_missing_table_is_not_read_as_a_file_on_duckdb(tmp_path, monkeypatch) -> None:
     """DuckDB reads `segment."x.csv"` as the file segment.x.csv when no such table exists."""
     url = f"duckdb:///{tmp_path / 'w.duckdb'}"

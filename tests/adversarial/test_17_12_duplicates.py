@@ -57,6 +57,28 @@ def test_a_server_that_dies_while_a_request_waits_ends_the_wait_early() -> None:
     assert "no longer answers" in stats.failed[0].reason
 
 
+def test_a_dead_server_is_found_even_with_little_patience_left() -> None:
+    """slow_patience 3 x timeout_s 0.3: 0.6 s left to wait after the timeout; the probe
+    still runs and finds the server gone, instead of the wait running out."""
+    stop = threading.Event()
+
+    def hang(seen: Seen) -> Reply:
+        if seen.body == b"[]":
+            return Reply(400)
+        stop.wait(10)
+        return Reply(200)
+
+    rogue = Rogue(hang).__enter__()
+    config = ClientConfig(f"{rogue.url}/v2", "k3y", timeout_s=0.3, slow_patience=3, max_retries=0)
+    threading.Timer(0.1, rogue.stop).start()
+    try:
+        stats = asyncio.run(ConnectClient(config).deliver("track", items(3)))
+    finally:
+        stop.set()
+
+    assert len(stats.failed) == 3 and "no longer answers" in stats.failed[0].reason
+
+
 @pytest.mark.parametrize("ceiling", [2, 8])
 def test_the_window_halves_on_slowness_once_per_round_and_grows_back(ceiling: int) -> None:
     async def scenario() -> list[int]:
@@ -96,3 +118,40 @@ def test_workers_beyond_the_window_wait_their_turn() -> None:
         return peak
 
     assert asyncio.run(scenario()) == 2
+
+
+def test_a_window_of_one_keeps_handing_out_its_slot() -> None:
+    """Halved down to one request in flight, the workers still take turns (none waits
+    while the slot is free)."""
+
+    async def scenario() -> int:
+        window = _Window(4)
+        window.limit = 1
+        done = 0
+
+        async def worker() -> None:
+            nonlocal done
+            await window.acquire()
+            await asyncio.sleep(0.01)
+            window.release("neutral")
+            done += 1
+
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(5))), 5)
+        return done
+
+    assert asyncio.run(scenario()) == 5
+
+
+def test_a_halved_window_grows_by_one_after_limit_good_answers() -> None:
+    async def scenario() -> list[int]:
+        window = _Window(8)
+        await window.acquire()
+        window.release("bad")  # halved to 4
+        limits = []
+        for _ in range(9):
+            await window.acquire()
+            window.release("good")
+            limits.append(window.limit)
+        return limits
+
+    assert asyncio.run(scenario()) == [4, 4, 4, 5, 5, 5, 5, 5, 6]

@@ -49,6 +49,17 @@ def test_empty_and_json_2xx_bodies_are_acknowledged() -> None:
         assert stats.sent == len(acked) == 120 and not stats.failed
 
 
+def test_a_blank_2xx_body_is_acknowledged_but_a_page_after_blank_lines_is_not() -> None:
+    """Only the head of a body is looked at: blanks alone are an empty answer, a page after
+    more than a head's worth of blank lines is still a page."""
+    for body, sent in ((b"\r\n", 5), (b"\n" * 80 + HTML, 0)):
+        with Rogue(Reply(200, body, {"Content-Type": "text/html"})) as rogue:
+            stats = asyncio.run(
+                ConnectClient(config(rogue.url, max_retries=0)).deliver("track", items(5))
+            )
+        assert stats.sent == sent and len(stats.failed) == 5 - sent
+
+
 def test_a_200_json_error_object_is_not_a_success() -> None:
     body = b'{"error": {"Message": "upstream unavailable", "Code": "bad_gateway"}}'
     with Rogue(Reply(200, body, {"Content-Type": "application/json"})) as rogue:

@@ -33,10 +33,10 @@ def store(postgres_url: str, pg_schema: str):
     state.engine.dispose()
 
 
-def _books(store: StateStore) -> Books:
-    report = RunReport(source_schema=store.source_schema, kind="sync", dry_run=False)
+def _books(store: StateStore, *, dry_run: bool = False, moves_cursors: bool = True) -> Books:
+    report = RunReport(source_schema=store.source_schema, kind="sync", dry_run=dry_run)
     report.run_id = store.start_run("sync")
-    return Books(store, report, dry_run=False, moves_cursors=True)
+    return Books(store, report, dry_run=dry_run, moves_cursors=moves_cursors)
 
 
 def _result(partition: int, settled: dict[str, datetime | None]) -> PartitionResult:
@@ -73,6 +73,40 @@ def test_a_failed_partition_moves_no_cursor(store: StateStore) -> None:
     books.settle_partitions(TABLES, 3, results, merge_reports)
     assert store.cursors() == {"identifies": _later(6), "tracks": T}
     assert books.report.streams_failed == ["events"]
+
+
+def test_the_run_report_adds_up_the_partitions_reports(store: StateStore) -> None:
+    books = _books(store)
+    results = [
+        PartitionResult(
+            p,
+            {"requests": p + 1, "streams": {}, "streams_failed": ["groups"] if p == 1 else []},
+            {"users": _later(1), "events": _later(1)},
+        )
+        for p in range(3)
+    ]
+    books.settle_partitions(TABLES, 3, results, merge_reports)
+    assert books.report.requests == 6
+    assert books.report.streams_failed == ["groups"]
+
+
+@pytest.mark.parametrize(("dry_run", "moves_cursors"), [(True, True), (False, False)])
+def test_a_dry_run_or_a_run_that_moves_no_cursor_settles_none(
+    store: StateStore, dry_run: bool, moves_cursors: bool
+) -> None:
+    books = _books(store, dry_run=dry_run, moves_cursors=moves_cursors)
+    results = [_result(p, {"users": _later(p + 1), "events": _later(p + 2)}) for p in range(3)]
+    books.settle_partitions(TABLES, 3, results, merge_reports)
+    assert store.cursors() == {"identifies": T, "tracks": T}
+    assert not books.report.streams_failed
+
+
+def test_partitions_that_read_no_rows_move_no_cursor(store: StateStore) -> None:
+    books = _books(store)
+    results = [_result(p, {"users": None, "events": None}) for p in range(3)]
+    books.settle_partitions(TABLES, 3, results, merge_reports)
+    assert store.cursors() == {"identifies": T, "tracks": T}
+    assert not books.report.streams_failed
 
 
 def test_rejected_rows_are_listed_with_message_id_reason_and_run(

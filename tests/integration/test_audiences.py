@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from connect_sync.warehouse.audience import AudienceError, load_audience
+from connect_sync.warehouse.audience import AudienceError, load_audience, run_read_only
 
 from tests.segment_rows import at, row, write_tables
 
@@ -73,3 +73,41 @@ def test_an_unknown_bind_parameter_is_one_clear_line(engine, tmp_path: Path) -> 
         "audience since.sql uses the parameter :since, which the job does not supply "
         "(it supplies :start, :end, :schema)"
     )
+
+
+def test_a_database_error_is_the_database_s_own_line(engine, tmp_path: Path) -> None:
+    """The database's message, not the driver's exception class in front of it."""
+    engine, schema = engine
+    path = tmp_path / "typo.sql"
+    path.write_text("SELECT user_id FROM {schema}.identifies WHERE no_such_column = 1")
+    with pytest.raises(AudienceError) as raised:
+        load_audience(engine, str(path), schema, at(0), at(60))
+    expected = {
+        "postgresql": 'audience typo.sql failed: column "no_such_column" does not exist',
+        "duckdb": "audience typo.sql failed: Binder Error: Referenced column "
+        '"no_such_column" not found in FROM clause!',
+    }[engine.dialect.name]
+    assert str(raised.value) == expected
+
+
+def test_an_unreachable_warehouse_is_the_driver_s_own_line(tmp_path: Path) -> None:
+    """Nothing listens on port 1: the table check's connection error, on one line."""
+    engine = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:1/test")
+    path = tmp_path / "q.sql"
+    path.write_text("SELECT user_id FROM {schema}.identifies")
+    with pytest.raises(AudienceError) as raised:
+        load_audience(engine, str(path), "segment", at(0), at(60))
+    assert str(raised.value).startswith("audience q.sql failed: connection failed: ")
+    assert "\n" not in str(raised.value)
+
+
+def test_postgresql_bounds_the_audience_by_its_timeout(postgres_url: str) -> None:
+    """The audience's timeout reaches PostgreSQL as the transaction's statement_timeout,
+    in milliseconds."""
+    engine = sa.create_engine(postgres_url)
+    statement = sa.text("SELECT current_setting('statement_timeout')")
+    try:
+        assert run_read_only(engine, statement, {}, where="t.sql", timeout_s=2.5) == ["2500ms"]
+        assert run_read_only(engine, statement, {}, where="t.sql", timeout_s=120) == ["2min"]
+    finally:
+        engine.dispose()

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from connect_sync.connect.errors import AuthenticationError, EndpointError
 from connect_sync.flows.pipeline import SyncJob, SyncOptions
 
 from connect_sync.settings import Settings
+from tests.adversarial.rogue import Reply, Rogue
 from tests.segment_rows import row, write_tables
 
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05}
@@ -143,6 +146,67 @@ def test_an_unreachable_api_fails_retryably_and_stops_early() -> None:
     assert stats.unsent > 0  # Connect kept failing: the rest was not even tried
     assert len(stats.failed) + stats.unsent == stats.undelivered == 2_000
     assert stats.requests < 20
+
+
+def test_one_failed_batch_does_not_stop_the_others() -> None:
+    """The batch holding item 0 gets a 503 every time; the other 19 (answered in 50 ms, so
+    most are still to send when it fails) are delivered: the delivery stops only after
+    `concurrency` batches in a row failed. The failed items' reason is the API's message
+    and the retries it took."""
+
+    def reply(seen) -> Reply:
+        if b'"n":0}' in seen.body:
+            return Reply(503, b'{"error": {"Message": "down for item 0", "Code": 503}}')
+        return Reply(200, delay_s=0.05)
+
+    with Rogue(reply) as rogue:
+        cfg = config(f"{rogue.url}/v2", "k", concurrency=2, max_retries=1)
+        stats = deliver(cfg, "track", [track(i) for i in range(2_000)])
+
+    assert stats.sent == 1_900 and stats.unsent == 0
+    assert [r.key for r in stats.failed] == [f"m-{i}" for i in range(100)]
+    assert {r.reason for r in stats.failed} == {"HTTP 503: down for item 0 (after 1 retries)"}
+
+
+def test_progress_is_reported_after_each_batch(sandbox) -> None:
+    seen: list[int] = []
+    client = ConnectClient(config(sandbox.api_url, sandbox.api_key))
+    items = [track(i) for i in range(250)]
+
+    stats = asyncio.run(
+        client.deliver("track", items, on_progress=lambda s: seen.append(s.processed))
+    )
+
+    assert stats.sent == 250
+    assert len(seen) == 3 and seen == sorted(seen) and seen[-1] == 250
+
+
+def test_a_cancelled_delivery_does_not_say_connect_failed(caplog) -> None:
+    """Cancelled from outside (Ctrl-C, a flow's timeout) while its two requests wait for
+    their answers: the delivery ends cancelled. Its requests are not taken for timed-out
+    ones, so nothing says Connect failed and no batch is counted failed."""
+    release = threading.Event()
+    progress: list[int] = []
+
+    def slow(seen) -> Reply:
+        release.wait(5)
+        return Reply(200)
+
+    with Rogue(slow) as rogue, caplog.at_level(logging.ERROR):
+        cfg = config(f"{rogue.url}/v2", "k", concurrency=2, timeout_s=10, max_retries=0)
+        delivery = ConnectClient(cfg).deliver(
+            "track",
+            [track(i) for i in range(1_000)],
+            on_progress=lambda s: progress.append(len(s.failed)),
+        )
+        try:
+            with pytest.raises(TimeoutError):
+                asyncio.run(asyncio.wait_for(delivery, 0.5))
+        finally:
+            release.set()
+
+    assert not [r for r in caplog.records if r.name.startswith("connect_sync")]
+    assert progress == []
 
 
 def test_bookkeeping_round_trip_on_each_backend(warehouse, tmp_path: Path) -> None:

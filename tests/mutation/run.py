@@ -42,7 +42,11 @@ class Target:
 MODULES: dict[str, Target] = {
     "books": Target(
         "flows/books.py",
-        ("tests/integration/test_books.py", "tests/integration/test_books_refused.py"),
+        (
+            "tests/integration/test_books.py",
+            "tests/integration/test_books_refused.py",
+            "tests/adversarial/test_21_guarantees.py",
+        ),
     ),
     "state": Target(
         "warehouse/state.py",
@@ -83,6 +87,11 @@ MODULES: dict[str, Target] = {
         (
             "tests/integration/test_delivery.py",
             "tests/integration/test_delivery_faults.py",
+            "tests/adversarial/test_21_retry_after.py",
+            "tests/adversarial/test_17_3_payload_too_large.py",
+            "tests/adversarial/test_17_7_non_connect_200.py",
+            "tests/adversarial/test_17_12_duplicates.py",
+            "tests/adversarial/test_18_2_api_key_header.py",
         ),
     ),
     "ratelimit": Target(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.resources import files
+from pathlib import Path
 
 import pytest
 import sqlglot
@@ -90,6 +91,20 @@ def test_colons_in_literals_are_not_bind_parameters() -> None:
 def test_an_unknown_audience_name_says_a_sql_path_works() -> None:
     with pytest.raises(AudienceError, match=r"no audience named 'nope'.*\.sql file"):
         audience_path("nope")
+
+
+def test_an_unknown_audience_name_lists_the_shipped_ones() -> None:
+    with pytest.raises(AudienceError, match=r"\(available: recent_buyers, vip_users;"):
+        audience_path("nope")
+
+
+def test_a_sql_file_name_without_a_folder_is_a_path(tmp_path, monkeypatch) -> None:
+    """`mine.sql` is the file in the current folder, not a shipped audience `mine.sql`."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.sql").write_text("SELECT user_id FROM {schema}.identifies")
+    assert audience_path("mine.sql") == Path("mine.sql")
+    with pytest.raises(AudienceError, match=r"audience file other\.sql not found"):
+        audience_path("other.sql")
 
 
 @pytest.mark.parametrize(
