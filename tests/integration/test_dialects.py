@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from connect_sync.warehouse.frames import (
+    NUMERIC_TEXT,
     UTC_MICROS,
     described_type,
     normalize_batch,
@@ -209,7 +210,9 @@ def test_declared_decimals_stay_exact_across_chunks() -> None:
     large = rows_to_arrow(["ltv"], [(Decimal("1234567890123.45"),)], declared)
     assert small.schema == large.schema == pa.schema([("ltv", pa.decimal128(38, 2))])
     assert large.column(0)[0].as_py() == Decimal("1234567890123.45")
-    assert described_type(1700, "postgresql") == pa.float64()  # bare NUMERIC: no scale
+    # bare NUMERIC (no scale): its exact text, as ADBC reads it, never a float
+    assert described_type(1700, "postgresql") == NUMERIC_TEXT
+    assert described_type(1700, "redshift") == NUMERIC_TEXT
 
 
 def test_a_declared_type_wins_over_the_values_of_a_chunk() -> None:
