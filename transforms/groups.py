@@ -164,6 +164,11 @@ def _last_of_user(keys: list[str]) -> np.ndarray:
     return np.append(users[1:] != users[:-1], True)
 
 
+def _first_of_user(last: np.ndarray) -> np.ndarray:
+    """Where each user's keys start, from where they end (`_last_of_user`)."""
+    return np.flatnonzero(np.insert(last[:-1], 0, True))
+
+
 def group_fingerprints(keys: list[str], payloads: list[bytes]) -> list[str]:
     """Each payload's fingerprint, the user's current group (their last key) marked."""
     if not keys:
@@ -180,7 +185,7 @@ def with_current_group(keys: list[str], send: list[bool]) -> list[bool]:
     if not keys:
         return send
     last = _last_of_user(keys)
-    starts = np.flatnonzero(np.insert(last[:-1], 0, True))
+    starts = _first_of_user(last)
     chosen = np.asarray(send, dtype=bool)
     any_sent = np.maximum.reduceat(chosen, starts)
     widened = chosen.copy()
@@ -199,8 +204,7 @@ def user_aligned_chunks(keys: list[str], size: int) -> list[tuple[int, int]]:
     `with_current_group` sees all of a user's groups at once)."""
     if not keys:
         return [(0, 0)]
-    users = _users_of(keys)
-    starts = np.flatnonzero(np.insert(users[1:] != users[:-1], 0, True))
+    starts = _first_of_user(_last_of_user(keys))
     cuts = [0]
     while cuts[-1] < len(keys):
         at = int(np.searchsorted(starts, cuts[-1] + size))

@@ -96,6 +96,14 @@ def _load_infinite_timestamps(dbapi_connection: Any, _record: Any) -> None:
     """psycopg refuses PostgreSQL's `infinity` timestamps (no Python datetime holds them:
     DataError, the whole read fails); read them as datetime's own extremes, as DuckDB's
     driver does, which the readers turn into Arrow's (`frames.rows_to_arrow`)."""
+    timestamp, timestamptz = _infinite_timestamp_loaders()
+    dbapi_connection.adapters.register_loader("timestamp", timestamp)
+    dbapi_connection.adapters.register_loader("timestamptz", timestamptz)
+
+
+@cache
+def _infinite_timestamp_loaders() -> tuple[type, type]:
+    """psycopg loaders of `timestamp` and `timestamptz` that take +-infinity (built once)."""
     from datetime import UTC, datetime
 
     from psycopg.types.datetime import TimestampLoader, TimestamptzLoader
@@ -113,9 +121,7 @@ def _load_infinite_timestamps(dbapi_connection: Any, _record: Any) -> None:
 
         return InfiniteLoader
 
-    adapters = dbapi_connection.adapters
-    adapters.register_loader("timestamp", loader(TimestampLoader, None))
-    adapters.register_loader("timestamptz", loader(TimestamptzLoader, UTC))
+    return loader(TimestampLoader, None), loader(TimestamptzLoader, UTC)
 
 
 def _bigquery_client(url: URL, args: dict[str, Any]) -> tuple[URL, dict[str, Any]]:
