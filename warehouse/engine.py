@@ -28,6 +28,10 @@ READ_ONLY_OPENING: dict[str, tuple[dict[str, object], dict[str, str]]] = {
     "postgresql": ({}, {"options": "-c default_transaction_read_only=on"}),
 }
 
+#: Connect arguments a driver gets unless configured otherwise: Snowflake's Arrow results
+#: (the reader's, `arrow_results`) carry NUMBER(p, s) as decimals, not as doubles.
+DRIVER_DEFAULTS: dict[str, dict[str, Any]] = {"snowflake": {"arrow_number_to_decimal": True}}
+
 
 def create_engine(
     url: str,
@@ -48,7 +52,7 @@ def create_engine(
         parsed = make_url(url)
     except sa.exc.ArgumentError as exc:
         raise WarehouseError(f"not a SQLAlchemy URL: {url!r}") from exc
-    connect_args = dict(connect_args or {})
+    connect_args = DRIVER_DEFAULTS.get(parsed.get_backend_name(), {}) | dict(connect_args or {})
     if read_only and parsed.database not in (None, "", ":memory:"):
         opening, query = READ_ONLY_OPENING.get(parsed.get_backend_name(), ({}, {}))
         connect_args |= opening

@@ -1,14 +1,17 @@
 """Query results as Arrow record batches and DataFrames: the same types from every driver.
 
-Three ways to read, the fastest one the backend has:
+Four ways to read, the fastest one the backend has:
 
 - DuckDB: the raw DuckDB connection behind SQLAlchemy runs the statement as a relation and
   exports Arrow record batches natively (no Python object per value, no DB-API copy).
 - PostgreSQL: ADBC (`adbc-driver-postgresql`, in the `postgres` extra) streams the result
   through binary COPY into Arrow in C++. COPY takes no bind parameters, so the values are
   bound client-side by psycopg's own literal adaptation (never pasted strings).
-- Anything else (Redshift, Snowflake, BigQuery, or PostgreSQL without ADBC): SQLAlchemy
-  with a server-side cursor (`stream_results`), `fetchmany(chunk_size)` into Arrow.
+- Snowflake and BigQuery: SQLAlchemy runs the statement, their driver hands the result
+  over as Arrow (Snowflake's result chunks, BigQuery's Storage Read API; `arrow_results`).
+- Anything else (Redshift, PostgreSQL without ADBC), or a result a driver has no Arrow
+  for: SQLAlchemy with a server-side cursor (`stream_results`), `fetchmany(chunk_size)`
+  into Arrow.
 
 Every batch is normalized to one schema per Segment type (`timestamp[us, UTC]`, `string`,
 `int64`, `double`, `bool`), so the DataFrames are identical whichever path read them.
@@ -36,6 +39,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from connect_sync.warehouse.arrow_results import ARROW_RESULTS, record_batches
 from sqlalchemy import TextClause
 from sqlalchemy.engine import Connection, Dialect
 
@@ -281,22 +285,25 @@ def rows_to_arrow(
     no value in the batch takes its described type (else string)."""
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in keys]
     types = types or [None] * len(keys)
-    arrays = []
-    for col, dtype in zip(columns, types, strict=True):
-        array = _python_column(list(col), dtype)
-        if pa.types.is_null(array.type):
-            array = pa.nulls(len(array), dtype or pa.string())
-            arrays.append(array)
-            continue
-        if pa.types.is_timestamp(array.type):
-            array = _infinite_edges(array)
-        if dtype is not None and _declared_wins(array.type, dtype):
-            # the declared type, not the values' (the same type in every chunk); values it
-            # cannot hold (a HUGEINT) stay as they came
-            with suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
-                array = _normalize_column(array, dtype)
-        arrays.append(array)
+    arrays = [
+        _as_declared(_python_column(list(col), dtype), dtype)
+        for col, dtype in zip(columns, types, strict=True)
+    ]
     return normalize_batch(pa.RecordBatch.from_arrays(arrays, names=keys))
+
+
+def _as_declared(array: pa.Array, dtype: pa.DataType | None) -> pa.Array:
+    """A column read from a driver in its declared type (the same type in every chunk,
+    whatever values a chunk holds): all NULL, the declared type (else text); values the
+    declared type cannot hold (a HUGEINT) stay as they came."""
+    if pa.types.is_null(array.type):
+        return pa.nulls(len(array), dtype or pa.string())
+    if pa.types.is_timestamp(array.type):
+        array = _infinite_edges(array)
+    if dtype is not None and _declared_wins(array.type, dtype):
+        with suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
+            array = _normalize_column(array, dtype)
+    return array
 
 
 def _infinite_edges(array: pa.Array) -> pa.Array:
@@ -554,10 +561,11 @@ def _cents_as_money(batch: pa.RecordBatch, money: list[int]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
-def _sqlalchemy_batches(
+def _execute_described(
     conn: Connection, clause: TextClause, params: Mapping[str, Any], chunk_size: int
-) -> tuple[pa.Schema | None, Iterator[pa.RecordBatch]]:
-    """Any SQLAlchemy dialect: a server-side cursor read `chunk_size` rows at a time."""
+) -> tuple[Any, list[str], list[pa.DataType | None] | None]:
+    """Run the statement on a server-side cursor: the result, its column names and each
+    column's declared Arrow type (from the cursor's description, where the driver says)."""
     result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(
         clause, dict(params)
     )
@@ -569,7 +577,25 @@ def _sqlalchemy_batches(
         if len(description) == len(keys)
         else None
     )
+    return result, keys, types
 
+
+def _declared_schema(keys: list[str], types: list[pa.DataType | None] | None) -> pa.Schema:
+    return pa.schema(
+        [pa.field(k, (types[i] if types else None) or pa.string()) for i, k in enumerate(keys)]
+    )
+
+
+def _sqlalchemy_batches(
+    conn: Connection, clause: TextClause, params: Mapping[str, Any], chunk_size: int
+) -> tuple[pa.Schema | None, Iterator[pa.RecordBatch]]:
+    """Any SQLAlchemy dialect: a server-side cursor read `chunk_size` rows at a time."""
+    return _row_batches(*_execute_described(conn, clause, params, chunk_size), chunk_size)
+
+
+def _row_batches(
+    result: Any, keys: list[str], types: list[pa.DataType | None] | None, chunk_size: int
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     def batches() -> Iterator[pa.RecordBatch]:
         try:
             while rows := result.fetchmany(chunk_size):
@@ -577,19 +603,49 @@ def _sqlalchemy_batches(
         finally:
             result.close()
 
-    schema = pa.schema(
-        [pa.field(k, (types[i] if types else None) or pa.string()) for i, k in enumerate(keys)]
-    )
-    return schema, batches()
+    return _declared_schema(keys, types), batches()
+
+
+def _driver_arrow_batches(
+    conn: Connection, clause: TextClause, params: Mapping[str, Any], chunk_size: int
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """Snowflake, BigQuery: SQLAlchemy runs the statement and the driver hands its result
+    over as Arrow (`arrow_results`), each column cast to its declared type; the same
+    result's rows where the driver has no Arrow for it."""
+    result, keys, types = _execute_described(conn, clause, params, chunk_size)
+    try:
+        pieces = ARROW_RESULTS[conn.dialect.name](result.cursor, conn.connection.dbapi_connection)
+    except BaseException:
+        result.close()
+        raise
+    if pieces is None:
+        return _row_batches(result, keys, types, chunk_size)
+    declared = types or [None] * len(keys)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in _rechunk(record_batches(pieces), chunk_size):
+                arrays = [
+                    _as_declared(column, dtype)
+                    for column, dtype in zip(batch.columns, declared, strict=True)
+                ]
+                yield pa.RecordBatch.from_arrays(arrays, names=keys)
+        finally:
+            result.close()
+
+    return _declared_schema(keys, types), batches()
 
 
 def native_path(conn: Connection) -> str:
-    """Which reader a connection gets: `duckdb`, `adbc` or `sqlalchemy`."""
+    """Which reader a connection gets: `duckdb`, `adbc`, `snowflake-arrow`,
+    `bigquery-arrow` or `sqlalchemy`."""
     name = conn.dialect.name
     if name == "duckdb":
         return "duckdb"
     if name == "postgresql" and conn.dialect.driver == "psycopg" and adbc_available():
         return "adbc"
+    if name in ARROW_RESULTS:
+        return f"{name}-arrow"
     return "sqlalchemy"
 
 
@@ -613,7 +669,9 @@ def iter_batches(
     if path == "duckdb":
         schema, batches = _duckdb_batches(conn, clause, params, chunk_size, streaming)
     else:
-        reader = _postgres_batches if path == "adbc" else _sqlalchemy_batches
+        reader = {"adbc": _postgres_batches, "sqlalchemy": _sqlalchemy_batches}.get(
+            path, _driver_arrow_batches
+        )
         schema, batches = reader(conn, clause, params, chunk_size)
     return normalize_schema(schema), (normalize_batch(b) for b in batches if b.num_rows)
 
