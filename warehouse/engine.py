@@ -131,11 +131,18 @@ def _infinite_timestamp_loaders() -> tuple[type, type]:
 def _bigquery_client(url: URL, args: dict[str, Any]) -> tuple[URL, dict[str, Any]]:
     """BigQuery takes its endpoint and credentials as a client object: built here from
     JSON-able arguments `project`, `location`, `api_endpoint`, `credentials_info` (a
-    service account's key) or `"credentials": "anonymous"` (emulators)."""
+    service account's key) or `"credentials": "anonymous"` (emulators), and
+    `storage_api_endpoint`, where the Storage Read API answers (host:port, gRPC).
+
+    Results beyond their first page are read through the Storage Read API: at Google's
+    endpoint by default, at `storage_api_endpoint` when given. With another `api_endpoint`
+    (an emulator) and no `storage_api_endpoint`, only through the REST pages: never from
+    Google's Storage endpoint with an emulator's credentials."""
     from google.cloud import bigquery
 
     credentials = None
-    if args.pop("credentials", None) == "anonymous":
+    anonymous = args.pop("credentials", None) == "anonymous"
+    if anonymous:
         from google.auth.credentials import AnonymousCredentials
 
         credentials = AnonymousCredentials()
@@ -144,6 +151,7 @@ def _bigquery_client(url: URL, args: dict[str, Any]) -> tuple[URL, dict[str, Any
 
         credentials = service_account.Credentials.from_service_account_info(info)
     options = {"api_endpoint": endpoint} if (endpoint := args.pop("api_endpoint", None)) else None
+    storage_endpoint = args.pop("storage_api_endpoint", None)
     client = bigquery.Client(
         project=args.pop("project", None) or url.host,
         credentials=credentials,
@@ -152,7 +160,31 @@ def _bigquery_client(url: URL, args: dict[str, Any]) -> tuple[URL, dict[str, Any
     )
     if args:
         raise ValueError(f"unknown BigQuery connect arguments: {', '.join(sorted(args))}")
-    return url.update_query_dict({"user_supplied_client": "True"}), {"client": client}
+    connect: dict[str, Any] = {"client": client}
+    if storage_endpoint:
+        connect["bqstorage_client"] = _bigquery_storage_client(
+            storage_endpoint, credentials, insecure=anonymous
+        )
+    elif options:
+        connect["prefer_bqstorage_client"] = False
+    return url.update_query_dict({"user_supplied_client": "True"}), connect
+
+
+def _bigquery_storage_client(endpoint: str, credentials: Any, *, insecure: bool) -> Any:
+    """A Storage Read API client for `endpoint`; over a plaintext channel for anonymous
+    credentials (an emulator on loopback), else TLS with the credentials."""
+    from google.cloud.bigquery_storage_v1 import BigQueryReadClient
+
+    if not insecure:
+        options = {"api_endpoint": endpoint}
+        return BigQueryReadClient(credentials=credentials, client_options=options)
+    import grpc
+    from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
+        BigQueryReadGrpcTransport,
+    )
+
+    channel = grpc.insecure_channel(endpoint.removeprefix("http://"))
+    return BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
 
 
 #: Dialects whose driver takes some connect arguments in another form than JSON gives.

@@ -235,6 +235,8 @@ DESCRIBED_CODES: dict[str, dict[int, pa.DataType]] = {
 
 #: Integer type codes that are a NUMERIC/NUMBER of declared precision and scale, per dialect.
 _DECIMAL_CODES = {"postgresql": 1700, "redshift": 1700, "snowflake": 0}
+#: Type names that fix a precision and scale, per dialect (BigQuery's NUMERIC is (38, 9)).
+_DECIMAL_NAMES = {"bigquery": {"NUMERIC": pa.decimal128(38, 9), "DECIMAL": pa.decimal128(38, 9)}}
 
 
 def described_type(
@@ -256,6 +258,8 @@ def described_type(
             return NUMERIC_TEXT if dialect in ("postgresql", "redshift") else pa.float64()
         return DESCRIBED_CODES.get(dialect, {}).get(type_code)
     name = str(type_code).upper()
+    if (decimal := _DECIMAL_NAMES.get(dialect, {}).get(name)) is not None:
+        return decimal
     for words, dtype in (
         (("TIMESTAMP", "DATETIME"), UTC_MICROS),
         (("BOOL",), pa.bool_()),

@@ -1,7 +1,8 @@
-"""BigQuery through bqemulator (REST, DuckDB-backed), run as a server from its own venv:
-its pins (sqlglot < 30.12) conflict with fakesnow's, so .ci/run installs it apart, in
-`.venv-bqemulator`, with the DuckDB spatial extension it needs from PyPI (it would
-download it otherwise)."""
+"""BigQuery through bqemulator (REST and the Storage Read API, DuckDB-backed), run as a
+server from its own venv: its pins (sqlglot < 30.12) conflict with fakesnow's, so .ci/run
+installs it apart, in `.venv-bqemulator`, with the DuckDB spatial extension it needs from
+PyPI (it would download it otherwise). It runs through `bqemulator_server.py`, which mends
+its Storage Read API for query results."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -40,6 +42,14 @@ BIGQUERY = Layout(
     }
 )
 REPO = Path(__file__).resolve().parents[3]
+SERVER = Path(__file__).with_name("bqemulator_server.py")
+
+
+class Emulator(NamedTuple):
+    """Where the emulator answers: REST (`http://host:port`) and gRPC (`host:port`)."""
+
+    rest: str
+    grpc: str
 
 
 def _emulator() -> str | None:
@@ -56,8 +66,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def bqemulator(tmp_path_factory) -> Iterator[str]:
-    """The emulator's REST endpoint (one server for the session)."""
+def bqemulator(tmp_path_factory) -> Iterator[Emulator]:
+    """The emulator's endpoints (one server for the session)."""
     require("sqlalchemy_bigquery", "bigquery")
     executable = _emulator()
     if executable is None:
@@ -70,7 +80,8 @@ def bqemulator(tmp_path_factory) -> Iterator[str]:
     with log.open("w") as out:
         process = subprocess.Popen(
             [
-                *(executable, "start", "--rest-port", str(rest), "--grpc-port", str(grpc)),
+                *(str(Path(executable).with_name("python")), str(SERVER)),
+                *("start", "--rest-port", str(rest), "--grpc-port", str(grpc)),
                 *("--project", PROJECT, "--log-level", "warning"),
             ],
             stdout=out,
@@ -87,14 +98,19 @@ def bqemulator(tmp_path_factory) -> Iterator[str]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"bqemulator did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.5)
-        yield endpoint
+        yield Emulator(endpoint, f"127.0.0.1:{grpc}")
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def _connect_args(endpoint: str) -> dict:
-    return {"project": PROJECT, "api_endpoint": endpoint, "credentials": "anonymous"}
+def _connect_args(emulator: Emulator) -> dict:
+    return {
+        "project": PROJECT,
+        "api_endpoint": emulator.rest,
+        "storage_api_endpoint": emulator.grpc,
+        "credentials": "anonymous",
+    }
 
 
 @pytest.fixture
@@ -102,10 +118,10 @@ def dataset(bqemulator) -> str:
     return f"seg_{uuid.uuid4().hex[:8]}"
 
 
-def _writer(endpoint: str, dataset: str):
+def _writer(emulator: Emulator, dataset: str):
     from connect_sync.warehouse.engine import create_engine
 
-    engine = create_engine(f"bigquery://{PROJECT}", connect_args=_connect_args(endpoint))
+    engine = create_engine(f"bigquery://{PROJECT}", connect_args=_connect_args(emulator))
     created = False
 
     def write(rows, *, twice: bool = True) -> None:
@@ -157,3 +173,41 @@ def test_bigquery_reads_only_the_needed_columns(bqemulator, dataset) -> None:
     frame = source.identifies(columns=identify_read_columns(source.columns("identifies")))
     assert "sent_at" not in frame.columns and "beta_tester" in frame.columns
     assert not [s for s in executed if "SELECT *" in s.upper()]
+
+
+def test_bigquery_results_beyond_a_page_come_through_the_storage_read_api(
+    bqemulator, dataset, monkeypatch
+) -> None:
+    """A result longer than its first page is read as Arrow from the Storage Read API, the
+    same batches as the row path reads."""
+    import pyarrow as pa
+    from connect_sync.warehouse.engine import create_engine
+    from connect_sync.warehouse.frames import iter_batches, native_path
+    from google.cloud.bigquery_storage_v1 import BigQueryReadClient
+
+    _writer(bqemulator, dataset)(first_rows(), twice=False)
+    read_rows = BigQueryReadClient.read_rows
+    streams: list[str] = []
+
+    def counted(self, name, *args, **kwargs):
+        streams.append(name)
+        return read_rows(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(BigQueryReadClient, "read_rows", counted)
+    # pages of 2 rows: every result here is longer than its first page
+    engine = create_engine(
+        f"bigquery://{PROJECT}?arraysize=2", connect_args=_connect_args(bqemulator)
+    )
+    query = sa.text(f"SELECT * FROM `{dataset}`.identifies WHERE user_id IS NOT NULL ORDER BY id")
+    read = {}
+    for native in (True, False):
+        with engine.connect() as conn:
+            schema, batches = iter_batches(conn, query, {}, 3, native=native)
+            read[native] = (schema, pa.Table.from_batches(list(batches), schema=schema))
+            if native:
+                assert native_path(conn) == "bigquery-arrow"
+                assert streams, "no read through the Storage Read API"
+    engine.dispose()
+    assert read[True][0] == read[False][0]
+    assert read[True][1].num_rows > 2
+    assert read[True][1].equals(read[False][1])
