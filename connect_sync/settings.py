@@ -40,6 +40,13 @@ class Settings(BaseSettings):
         "a JSON file (Snowflake key-pair auth, host/port/protocol; BigQuery credentials, "
         "endpoint). A secret: never printed.",
     )
+    segment_views: bool = Field(
+        default=False,
+        validation_alias=_env("CONNECT_SYNC_SEGMENT_VIEWS", "segment_views"),
+        description="Read Segment's deduplicating `<table>_view` views (BigQuery) instead of "
+        "the base tables, where they exist. Off: the job keeps one row per message id itself, "
+        "and reads each table once where the views would scan it again per query.",
+    )
     state_url: str | None = Field(
         default=None, validation_alias=_env("CONNECT_SYNC_STATE_URL", "state_url")
     )

@@ -133,7 +133,12 @@ class SyncJob:
         self.state = StateStore(state_engine, settings.state_schema, settings.books_key)
         if shared is None and not options.dry_run:  # partitions run under their coordinator's
             self._lock_run()
-        source = SegmentSource(self.warehouse, settings.source_schema, settings.chunk_size)
+        source = SegmentSource(
+            self.warehouse,
+            settings.source_schema,
+            settings.chunk_size,
+            views=settings.segment_views,
+        )
         source.check([BY_NAME[s.name].table for s in stages_for(options.streams)])
         self.books = Books(
             self.state, self.report, dry_run=options.dry_run, moves_cursors=not options.subset

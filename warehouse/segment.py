@@ -53,6 +53,8 @@ LINK_TABLES = {s.kind: s.table for s in LINK_SOURCES}
 LINK_COLUMNS = ["from_id", "to_id", "kind", "ts", "loaded"]
 #: The placeholders of the statements that name the table they read.
 _TABLE_PLACEHOLDERS = frozenset({"table", "identifies", "aliases", "tracks"})
+#: Segment's deduplicating view of a table, on BigQuery: `identifies_view` etc.
+SEGMENT_VIEW_SUFFIX = "_view"
 
 #: Dialects whose SQLAlchemy inspector lists schemas and tables; the others use the job's
 #: own information_schema query (sql/schema_tables.sql): sqlalchemy-redshift's inspector
@@ -82,12 +84,20 @@ class SegmentSource:
     backend has one, its native Arrow reader)."""
 
     def __init__(
-        self, engine: Engine, schema: str, chunk_size: int = 100_000, *, native: bool = True
+        self,
+        engine: Engine,
+        schema: str,
+        chunk_size: int = 100_000,
+        *,
+        native: bool = True,
+        views: bool = False,
     ) -> None:
         self.engine = engine
         self.schema = schema
         self.chunk_size = chunk_size
         self.native = native
+        #: Read Segment's `<table>_view` (deduplicated, on BigQuery) where it exists.
+        self.views = views
         self._tables: set[str] | None = None
         self._columns: dict[str, list[str]] | None = None
 
@@ -147,7 +157,10 @@ class SegmentSource:
         with self._errors("connect to"), self.engine.connect() as conn:
             for table in present:
                 clause = sql.render(
-                    "probe_table", self.engine.dialect, schema=self.schema, table=table
+                    "probe_table",
+                    self.engine.dialect,
+                    schema=self.schema,
+                    table=self.relation(table),
                 )
                 with self._errors("read", table):
                     conn.execute(clause).all()
@@ -156,10 +169,19 @@ class SegmentSource:
         """Whether the schema holds `table` (Segment creates it on the first such call)."""
         return table in self.tables()
 
+    def relation(self, table: str) -> str:
+        """What is read for Segment's `table`: the table, or with `views` Segment's
+        deduplicating `<table>_view` where the schema holds one."""
+        view = f"{table}{SEGMENT_VIEW_SUFFIX}"
+        return view if self.views and view in self.tables() else table
+
     # -- reading --------------------------------------------------------------------------
 
     def clause(self, name: str, params: dict[str, Any], **identifiers: Any) -> TextClause:
         """The statement `sql/NAME.sql` for this schema and dialect, window bounds typed."""
+        identifiers = {
+            k: self.relation(v) if k in _TABLE_PLACEHOLDERS else v for k, v in identifiers.items()
+        }
         clause = sql.render(
             name, self.engine.dialect, schema=self.schema, timestamp="timestamp", **identifiers
         )

@@ -211,3 +211,29 @@ def test_bigquery_results_beyond_a_page_come_through_the_storage_read_api(
     assert read[True][0] == read[False][0]
     assert read[True][1].num_rows > 2
     assert read[True][1].equals(read[False][1])
+
+
+def test_segment_views_are_read_instead_of_the_base_tables_when_asked(bqemulator, dataset) -> None:
+    """Segment's `<table>_view` (one row per message id) is read where it exists; a table
+    without its view is read as it is."""
+    from connect_sync.warehouse.engine import create_engine
+    from connect_sync.warehouse.segment import SegmentSource
+
+    _writer(bqemulator, dataset)(first_rows())  # each row twice, as Segment's loads do
+    engine = create_engine(f"bigquery://{PROJECT}", connect_args=_connect_args(bqemulator))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"CREATE VIEW `{dataset}`.identifies_view AS SELECT * EXCEPT (n) FROM ("
+                f" SELECT *, ROW_NUMBER() OVER (PARTITION BY id) AS n"
+                f" FROM `{dataset}`.identifies) WHERE n = 1"
+            )
+        )
+    executed: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda c, cur, s, *a: executed.append(s))
+    columns = ["id", "user_id", "email"]
+    base = SegmentSource(engine, dataset).identifies(columns=columns)
+    viewed = SegmentSource(engine, dataset, views=True).identifies(columns=columns)
+    assert len(base) == 2 * len(viewed) and set(viewed["id"]) == set(base["id"])
+    assert [s for s in executed if "identifies_view" in s]
+    assert SegmentSource(engine, dataset, views=True).relation("aliases") == "aliases"
