@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 import sqlglot
+from connect_sync.warehouse.dialects import DIALECTS
 from connect_sync.warehouse.errors import WarehouseError
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, SqlglotError
@@ -24,13 +25,7 @@ from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 SOURCE_DIALECT = "postgres"
 
 #: The warehouses audiences run on: SQLAlchemy dialect name -> sqlglot dialect name.
-SQLGLOT_DIALECTS: dict[str, str] = {
-    "duckdb": "duckdb",
-    "postgresql": "postgres",
-    "redshift": "redshift",
-    "snowflake": "snowflake",
-    "bigquery": "bigquery",
-}
+SQLGLOT_DIALECTS: dict[str, str] = {name: d.sqlglot for name, d in DIALECTS.items()}
 
 #: The bound values the job supplies (`:start`, `:end`, `:schema`).
 PARAMETERS: tuple[str, ...] = ("start", "end", "schema")

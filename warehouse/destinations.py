@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import sqlalchemy as sa
+from connect_sync.warehouse.dialects import capabilities
 from connect_sync.warehouse.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def adopt_legacy_books(store: StateStore, legacy: str) -> int:
         return 0
     moved = 0
     with store.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
+        if capabilities(conn.dialect.name).advisory_locks:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         if _has_books(store, conn, key) or not _has_books(store, conn, legacy):
             return 0

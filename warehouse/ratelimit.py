@@ -16,6 +16,7 @@ import logging
 import time
 
 import sqlalchemy as sa
+from connect_sync.warehouse.dialects import capabilities
 from sqlalchemy.engine import Engine
 
 from connect_sync import sql
@@ -45,7 +46,7 @@ class SharedSchedule:
     still holds)."""
 
     def __init__(self, engine: Engine, schema: str, name: str) -> None:
-        if engine.dialect.name != "postgresql":
+        if not capabilities(engine.dialect.name).shared_rate_schedule:
             raise ValueError("a shared rate limit needs a PostgreSQL state store")
         self.engine = engine
         self.name = name

@@ -20,6 +20,7 @@ from typing import IO
 
 import connect_sync.sql as sql_files
 import sqlalchemy as sa
+from connect_sync.warehouse.dialects import capabilities
 from connect_sync.warehouse.errors import WarehouseError
 from sqlalchemy.engine import Engine
 
@@ -59,7 +60,7 @@ class RunLock:
     def try_acquire(self) -> bool:
         """Take the lock if free; False when another run holds it."""
         dialect, database = self.engine.dialect.name, self.engine.url.database
-        if dialect == "postgresql":
+        if capabilities(dialect).advisory_locks:
             conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             try:
                 taken = conn.execute(

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
+from connect_sync.warehouse.dialects import capabilities
 from connect_sync.warehouse.engine import describe, release_file_database, release_unused_memory
 from connect_sync.warehouse.errors import WarehouseError, is_driver_error
 from connect_sync.warehouse.frames import iter_frames, read_frame
@@ -25,9 +26,6 @@ from sqlalchemy.engine import Engine
 from connect_sync import sql
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: Warehouses that bill by bytes scanned: a stream reads each table once per run there (one
-#: bucket), never once per bucket of users.
-SINGLE_SCAN_DIALECTS = frozenset({"bigquery"})
 FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
 ID_CHUNK = 10_000
 
@@ -55,12 +53,6 @@ LINK_COLUMNS = ["from_id", "to_id", "kind", "ts", "loaded"]
 _TABLE_PLACEHOLDERS = frozenset({"table", "identifies", "aliases", "tracks"})
 #: Segment's deduplicating view of a table, on BigQuery: `identifies_view` etc.
 SEGMENT_VIEW_SUFFIX = "_view"
-
-#: Dialects whose SQLAlchemy inspector lists schemas and tables; the others use the job's
-#: own information_schema query (sql/schema_tables.sql): sqlalchemy-redshift's inspector
-#: reads Redshift-only catalog columns, BigQuery's lists only the URL's project's datasets
-#: (no `project.dataset` of another project).
-INSPECTED_DIALECTS = frozenset({"duckdb", "postgresql", "snowflake"})
 
 
 @dataclass(frozen=True)
@@ -105,7 +97,7 @@ class SegmentSource:
 
     def tables(self) -> set[str]:
         """The schema's tables; WarehouseError when unreachable or the schema is missing."""
-        if self._tables is None and self.engine.dialect.name not in INSPECTED_DIALECTS:
+        if self._tables is None and capabilities(self.engine.dialect.name).tables_by_query:
             with self._errors("list the tables of"), self.engine.connect() as conn:
                 clause = sql.render("schema_tables", self.engine.dialect, schema=self.schema)
                 rows = conn.execute(clause, {"schema": self.schema}).all()
@@ -336,7 +328,7 @@ class SegmentSource:
         """The parameters of `identifies_for_ids`, one dict a query: DuckDB takes all ids
         as one list parameter, other warehouses IN lists of at most ID_CHUNK ids."""
         ids = list(dict.fromkeys(ids))
-        if self.engine.dialect.name == "duckdb":
+        if capabilities(self.engine.dialect.name).array_parameters:
             return [{"id_list": ids}]
         return [{"ids": ids[i : i + ID_CHUNK]} for i in range(0, max(len(ids), 1), ID_CHUNK)]
 

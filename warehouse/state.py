@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
+from connect_sync.warehouse.dialects import capabilities
 from connect_sync.warehouse.engine import describe, is_duckdb
 from connect_sync.warehouse.errors import WarehouseError, first_line
 from connect_sync.warehouse.upsert import upsert, upsert_style
@@ -122,7 +123,7 @@ class StateStore:
         self.source_schema = source_schema
         self.metadata = state_metadata(schema)
         self.t = self.metadata.tables
-        self._existing: set[str] | None = None  # tables listed by query (CATALOG_BY_QUERY)
+        self._existing: set[str] | None = None  # tables listed by query (state_catalog_by_query)
 
     def table(self, name: str) -> sa.Table:
         return self.t[f"{self.schema}.{name}"]
@@ -157,7 +158,7 @@ class StateStore:
             ) from exc
 
     def _migrate(self, conn: sa.Connection) -> None:
-        if conn.dialect.name == "postgresql":  # one migrating job at a time
+        if capabilities(conn.dialect.name).advisory_locks:  # one migrating job at a time
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
         self._existing = self._listed_tables(conn)
@@ -180,7 +181,7 @@ class StateStore:
 
     def create_table(self, conn: sa.Connection, table: sa.Table) -> None:
         """Create a state table unless it exists (asked of the dialect, or of the
-        information_schema where CATALOG_BY_QUERY says the dialect cannot be asked)."""
+        information_schema where the dialect cannot be asked: `state_catalog_by_query`)."""
         if self._existing is None:
             table.create(conn, checkfirst=True)
         elif table.name not in self._existing:
@@ -188,7 +189,7 @@ class StateStore:
             self._existing.add(table.name)
 
     def _listed_tables(self, conn: sa.Connection) -> set[str] | None:
-        if conn.dialect.name not in CATALOG_BY_QUERY:
+        if not capabilities(conn.dialect.name).state_catalog_by_query:
             return None
         clause = sql_files.render("state_tables", conn.dialect)
         normalize = conn.dialect.normalize_name
@@ -483,7 +484,7 @@ class StateStore:
     ) -> pd.DataFrame | None:
         """Rows of `name` joined with the staged ids; None when the set is small or the
         dialect has no staging fast path (callers then use IN lists)."""
-        if len(ids) < STAGE_MIN or self.engine.dialect.name not in STAGING_DIALECTS:
+        if len(ids) < STAGE_MIN or not capabilities(self.engine.dialect.name).stages_keys:
             return None
         frame = pd.DataFrame({"staged_key": ids}, dtype=object)
         with self.engine.begin() as conn, _staged(conn, "keys", frame) as staging:
@@ -709,11 +710,6 @@ def uses_duckdb(store: StateStore) -> bool:
     return is_duckdb(store.engine)
 
 
-#: Dialects whose state tables are listed with the job's own information_schema query:
-#: sqlalchemy-redshift's `has_table` reads Redshift-only catalog columns.
-CATALOG_BY_QUERY = frozenset({"redshift"})
-#: Dialects with a set-based staging path (a registered Arrow table; COPY into a temp table).
-STAGING_DIALECTS = frozenset({"duckdb", "postgresql"})
 #: Below this many keys a lookup uses IN lists: staging would cost more than it saves.
 STAGE_MIN = 2_000
 

@@ -18,24 +18,19 @@ style, so a state location the job cannot write is refused before anything is se
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
+from connect_sync.warehouse.dialects import DIALECTS, UpsertStyle
 from connect_sync.warehouse.errors import WarehouseError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from connect_sync import sql
 
-Style = Literal["on_conflict", "merge", "staged"]
+Style = UpsertStyle
 
-#: The one place that says how each state dialect writes an upsert.
-UPSERT_STYLES: dict[str, Style] = {
-    "duckdb": "on_conflict",
-    "postgresql": "on_conflict",
-    "snowflake": "merge",
-    "bigquery": "merge",
-    "redshift": "staged",
-}
+#: How each state dialect writes an upsert (declared in `dialects`).
+UPSERT_STYLES: dict[str, Style] = {name: d.upsert for name, d in DIALECTS.items()}
 #: Rows per statement: MERGE sources are bound parameters (BigQuery takes 10,000 a query).
 ROWS_PER_STATEMENT: dict[Style, int] = {"on_conflict": 1_000, "merge": 500, "staged": 1_000}
 

@@ -20,8 +20,8 @@ from connect_sync.transforms.messages import drop_repeated, unique_rows
 from connect_sync.transforms.rows import newest
 from connect_sync.transforms.traits import chronological_rank, device_tokens, latest_traits
 from connect_sync.transforms.users import IdentifyPayloads, identify_payloads, tokens_of
+from connect_sync.warehouse.dialects import capabilities
 from connect_sync.warehouse.engine import release_unused_memory
-from connect_sync.warehouse.segment import SINGLE_SCAN_DIALECTS
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,9 @@ class UsersStream(Stream):
         """A first read in buckets of canonical users (transforms.buckets), each bucket's
         rows read by their ids: (newest load time, each bucket's latest traits and tokens
         as it is read, users); None when one bucket holds them all (one whole-table read,
-        and always where the warehouse bills by bytes scanned, SINGLE_SCAN_DIALECTS)."""
+        and always where the warehouse bills by bytes scanned: `single_scan`)."""
         source = context.source
-        if source.engine.dialect.name in SINGLE_SCAN_DIALECTS:
+        if capabilities(source.engine.dialect.name).single_scan:
             return None
         ids = source.ids_rows(self.table)
         per_bucket = bucket_rows(context.settings.bucket_rows, len(columns))
