@@ -11,26 +11,13 @@ from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
+from connect_sync.warehouse.dialects import DIALECTS, capabilities
 from connect_sync.warehouse.errors import WarehouseError, first_line, is_driver_error
 from sqlalchemy.engine import URL, Engine, make_url
 
 
 def is_duckdb(engine: Engine) -> bool:
     return engine.dialect.name == "duckdb"
-
-
-#: How each backend opens a connection that cannot write, as (connect_args, URL query) to
-#: add: a DuckDB file opened `read_only` shares its lock with other readers (partitions, BI
-#: tools, dbt); PostgreSQL runs every transaction read-only (`options` also reaches the
-#: ADBC reader, which connects from the URL). Backends not listed open as usual.
-READ_ONLY_OPENING: dict[str, tuple[dict[str, object], dict[str, str]]] = {
-    "duckdb": ({"read_only": True}, {}),
-    "postgresql": ({}, {"options": "-c default_transaction_read_only=on"}),
-}
-
-#: Connect arguments a driver gets unless configured otherwise: Snowflake's Arrow results
-#: (the reader's, `arrow_results`) carry NUMBER(p, s) as decimals, not as doubles.
-DRIVER_DEFAULTS: dict[str, dict[str, Any]] = {"snowflake": {"arrow_number_to_decimal": True}}
 
 
 def create_engine(
@@ -41,7 +28,8 @@ def create_engine(
     connect_args: Mapping[str, Any] | None = None,
 ) -> Engine:
     """An engine for URL; a DuckDB file's folder is created when asked. `read_only`: the
-    connections cannot write (READ_ONLY_OPENING), for a warehouse the job only reads.
+    connections cannot write (the dialect's read-only opening, `dialects`), for a
+    warehouse the job only reads.
 
     `connect_args` go to the driver (BigQuery's are turned into its client, see
     CONNECT_ARGS_BUILDERS): `Settings.engine_args` gives the configured ones. Fails with
@@ -52,11 +40,11 @@ def create_engine(
         parsed = make_url(url)
     except sa.exc.ArgumentError as exc:
         raise WarehouseError(f"not a SQLAlchemy URL: {url!r}") from exc
-    connect_args = DRIVER_DEFAULTS.get(parsed.get_backend_name(), {}) | dict(connect_args or {})
+    dialect = capabilities(parsed.get_backend_name())
+    connect_args = dialect.driver_defaults | dict(connect_args or {})
     if read_only and parsed.database not in (None, "", ":memory:"):
-        opening, query = READ_ONLY_OPENING.get(parsed.get_backend_name(), ({}, {}))
-        connect_args |= opening
-        if query:
+        connect_args |= dialect.read_only_connect_args
+        if query := dialect.read_only_query:
             given = dict(parsed.query)
             extra = {k: f"{given[k]} {v}" if k in given else v for k, v in query.items()}
             parsed = parsed.update_query_dict(extra)
@@ -183,7 +171,10 @@ def _bigquery_storage_client(endpoint: str, credentials: Any, *, insecure: bool)
         BigQueryReadGrpcTransport,
     )
 
-    channel = grpc.insecure_channel(endpoint.removeprefix("http://"))
+    # no message size limits, as the library's own channels: one ReadRows answer can hold
+    # more than gRPC's default 4 MB
+    unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    channel = grpc.insecure_channel(endpoint.removeprefix("http://"), options=unlimited)
     return BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
 
 
@@ -193,14 +184,6 @@ CONNECT_ARGS_BUILDERS: dict[str, Callable[[URL, dict[str, Any]], tuple[URL, dict
 }
 
 
-#: URL schemes connect-sync reads, with the extra that installs each one's driver.
-EXTRAS = {
-    "duckdb": None,
-    "postgresql": "postgres",
-    "snowflake": "snowflake",
-    "bigquery": "bigquery",
-    "redshift": "redshift",
-}
 #: Schemes people write for a supported database, and the one to write instead.
 SCHEME_FIXES = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg"}
 
@@ -213,8 +196,8 @@ def _driver_hint(drivername: str) -> str:
             f"no driver for {drivername}://: write the URL as "
             f"{SCHEME_FIXES[backend]}://user@host/database"
         )
-    if backend in EXTRAS:
-        extra = EXTRAS[backend]
+    if backend in DIALECTS:
+        extra = DIALECTS[backend].extra
         return f"no driver for {drivername}://: pip install 'segment-connect-sync[{extra}]'"
     return (
         f"{drivername}:// is not a supported warehouse: use duckdb, postgresql+psycopg, "
