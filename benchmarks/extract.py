@@ -53,6 +53,9 @@ POSTGRES_URL = os.environ.get(
 BQEMULATOR = os.environ.get("CONNECT_SYNC_TEST_BQEMULATOR") or str(
     ROOT / ".venv-bqemulator" / "bin" / "bqemulator"
 )
+#: bqemulator's command line with its Storage Read API mended (the tests' wrapper, run by
+#: the emulator's own interpreter).
+BQEMULATOR_SERVER = ROOT / "tests" / "integration" / "dialects" / "bqemulator_server.py"
 SNOWFLAKE_URL = "snowflake://user:secret@account/bench_db"  # fakesnow: any account will do
 BIGQUERY_PROJECT = "bench-project"
 BACKENDS = ("duckdb", "postgres", "redshift", "snowflake", "bigquery")
@@ -152,6 +155,7 @@ def opened(spec: dict, *, create: bool = False) -> Iterator:
             import fakesnow
 
             stack.enter_context(fakesnow.patch(db_path=spec["fakesnow_db_path"]))
+            _fakesnow_arrow_batches()
         engine = create_engine(
             spec["url"], create_dirs=create, connect_args=spec.get("connect_args")
         )
@@ -159,6 +163,20 @@ def opened(spec: dict, *, create: bool = False) -> Iterator:
             yield engine
         finally:
             engine.dispose()
+
+
+def _fakesnow_arrow_batches() -> None:
+    """fakesnow 0.12.1's cursor lacks the connector's `fetch_arrow_batches` (the job's
+    Snowflake reader): given one over the Arrow table it holds, as the tests' fixture does,
+    in result chunks of Snowflake's usual size."""
+    import pyarrow as pa
+    from fakesnow.cursor import FakeSnowflakeCursor
+
+    def fetch_arrow_batches(cursor, force_microsecond_precision: bool = False):
+        return (pa.Table.from_batches([b]) for b in cursor._arrow_table.to_batches(10_000))
+
+    if not hasattr(FakeSnowflakeCursor, "fetch_arrow_batches"):
+        FakeSnowflakeCursor.fetch_arrow_batches = fetch_arrow_batches
 
 
 def build(spec: dict, sizes: list[int]) -> None:
@@ -197,8 +215,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def bqemulator(executable: str, folder: Path) -> Iterator[str]:
-    """bqemulator (in-memory) on free loopback ports for the run; its REST endpoint."""
+def bqemulator(executable: str, folder: Path) -> Iterator[tuple[str, str]]:
+    """bqemulator (in-memory) on free loopback ports for the run, through the tests' wrapper
+    that lets its Storage Read API read query results; its REST and gRPC endpoints."""
     if not Path(executable).exists():
         raise RuntimeError(
             f"bqemulator not found at {executable} (--bqemulator PATH, or "
@@ -211,7 +230,8 @@ def bqemulator(executable: str, folder: Path) -> Iterator[str]:
     with log.open("w") as out:
         process = subprocess.Popen(
             [
-                *(executable, "start", "--rest-port", str(rest), "--grpc-port", str(grpc)),
+                *(str(Path(executable).with_name("python")), str(BQEMULATOR_SERVER)),
+                *("start", "--rest-port", str(rest), "--grpc-port", str(grpc)),
                 *("--project", BIGQUERY_PROJECT, "--log-level", "warning"),
             ],
             stdout=out,
@@ -230,7 +250,7 @@ def bqemulator(executable: str, folder: Path) -> Iterator[str]:
                     tail = log.read_text()[-2000:]
                     raise RuntimeError(f"bqemulator did not start: {tail}") from exc
                 time.sleep(0.5)
-        yield endpoint
+        yield endpoint, f"127.0.0.1:{grpc}"
     finally:
         process.terminate()
         try:
@@ -258,11 +278,12 @@ def warehouse(
             (tmp / "fakesnow").mkdir()
             spec["fakesnow_db_path"] = str(tmp / "fakesnow")
         elif backend == "bigquery":
-            endpoint = stack.enter_context(bqemulator(args.bqemulator, tmp))
+            endpoint, grpc = stack.enter_context(bqemulator(args.bqemulator, tmp))
             spec["url"] = f"bigquery://{BIGQUERY_PROJECT}"
             spec["connect_args"] = {
                 "project": BIGQUERY_PROJECT,
                 "api_endpoint": endpoint,
+                "storage_api_endpoint": grpc,
                 "credentials": "anonymous",
             }
         else:
@@ -398,16 +419,14 @@ def main() -> None:
 
 
 def _bigquery_rows_path() -> str:
-    """What BigQuery's DB-API (the rows path) reads a result of more than one page with:
-    the Storage Read API when google-cloud-bigquery-storage is installed, else REST pages."""
+    """What BigQuery's reads go through: both paths read a result longer than its first page
+    through the Storage Read API (the emulator's gRPC endpoint); the rows path turns its
+    Arrow into a Python row each, as the DB-API does."""
     import importlib.util
 
     if importlib.util.find_spec("google.cloud.bigquery_storage") is None:
-        return "rows path over REST pages (google-cloud-bigquery-storage not installed)"
-    return (
-        "google-cloud-bigquery-storage is installed: the DB-API reads results of more than "
-        "one page through the Storage Read API at its default endpoint, not the emulator's"
-    )
+        return "REST pages (google-cloud-bigquery-storage not installed)"
+    return "Storage Read API at the emulator's gRPC endpoint (rows path: DB-API rows from it)"
 
 
 def _print_row(backend: str, size: int, method: str, r: dict) -> None:

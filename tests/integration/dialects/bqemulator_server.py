@@ -6,10 +6,16 @@ the tests. bqemulator 1.4.0 names a query's results `<project>._bqemu_anonymous.
 the job's results, but its Storage Read API looks the name up in DuckDB, where no such
 table exists (`Catalog Error: ... schema "<project>___bqemu_anonymous" does not exist`).
 Here its read of such a name is answered from the job's results, as its REST route does.
+
+Its ReadRows answers are record batches of 65,536 rows whatever their width, which for a
+wide result exceed its own gRPC send limit (its write API's 10 MiB cap plus 1 MiB): "Sent
+message larger than max". Real BigQuery keeps each answer under its limit. The cap is
+raised here, to 256 MiB.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -43,4 +49,5 @@ _original = DuckDBEngine.fetch_arrow
 DuckDBEngine.fetch_arrow = _fetch_arrow
 
 if __name__ == "__main__":
+    os.environ.setdefault("BQEMU_WRITE_API_MAX_REQUEST_BYTES", str(256 * 1024 * 1024))
     sys.exit(main())
