@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from connect_sync.warehouse.audience_sql import AudienceError, prepare_audience
+from connect_sync.warehouse.errors import WarehouseError
+from connect_sync.warehouse.segment import SegmentSource
 from sqlalchemy.engine import Connection, Engine
 
 from connect_sync import sql
@@ -212,14 +214,13 @@ def _interrupt_after(
 
 def _check_tables_exist(engine: Engine, where: str, schema: str, tables: tuple[str, ...]) -> None:
     """Every source table the audience reads exists (on DuckDB a missing one would be read
-    as a file of that name)."""
+    as a file of that name), listed as the streams list them (the job's own query where
+    the dialect's inspector cannot be asked: Redshift, BigQuery)."""
     try:
-        with engine.connect() as conn:
-            inspector = sa.inspect(conn)
-            missing = [t for t in tables if not inspector.has_table(t, schema=schema)]
-    except sa.exc.StatementError as exc:
-        message = _first_line(getattr(exc, "orig", None) or exc)
-        raise AudienceError(f"audience {where} failed: {message}") from None
+        present = SegmentSource(engine, schema).tables()
+    except WarehouseError as exc:
+        raise AudienceError(f"audience {where} failed: {exc}") from None
+    missing = [t for t in tables if t not in present]
     if missing:
         raise AudienceError(
             f"audience {where} reads {', '.join(f'{schema}.{t}' for t in missing)}, "

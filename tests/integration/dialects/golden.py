@@ -40,7 +40,14 @@ COMMON = {
 }
 TABLES: dict[str, dict[str, str]] = {
     "identifies": COMMON
-    | {"email": "text", "plan": "text", "beta_tester": "bool", "ltv": "decimal", "age": "int"},
+    | {
+        "email": "text",
+        "plan": "text",
+        "beta_tester": "bool",
+        "ltv": "decimal",
+        "age": "int",
+        "is_vip": "bool",
+    },
     "aliases": COMMON | {"previous_id": "text"},
     "tracks": COMMON | {"event": "text", "event_text": "text"},
     "order_completed": COMMON
@@ -100,6 +107,8 @@ def first_rows() -> dict[str, list[dict[str, Any]]]:
     ]
     identifies[-1] |= {"beta_tester": True, "ltv": Decimal("1234567890123.45")}
     identifies[-2] |= {"beta_tester": False, "ltv": Decimal("0.10")}
+    identifies[0] |= {"is_vip": True}  # the shipped vip_users audience selects u0 alone
+    identifies[1] |= {"is_vip": False}
     identifies.append(_row(100, 2, anonymous_id="anon-1", plan="trial"))
     aliases = [_row(200, 3, previous_id="anon-1", user_id="u1")]
     tracks = [
@@ -252,9 +261,28 @@ def check_golden_and_incremental(
     assert again.events_sent == again.users_sent == again.merges_sent == 0
     assert sandbox.stats()["requests"] == requests
 
+    check_shipped_audiences(settings)
+
     write(new_rows())
     third = run_sync(settings, SyncOptions())
     assert third.status == "succeeded", third.as_dict()
     assert third.users_sent == 1  # u9 only
     assert third.events_sent == 1
     assert sandbox.stats()["duplicate_events"] == 0
+
+
+def check_shipped_audiences(settings: Settings) -> None:
+    """The audiences shipped in sql/audiences/ run on the dialect, unchanged, and select
+    what they select on DuckDB: VIP users by their latest identify, buyers in a window."""
+    from connect_sync.warehouse.audience import load_audience
+    from connect_sync.warehouse.engine import create_engine
+
+    url = settings.warehouse_url
+    engine = create_engine(url, read_only=True, connect_args=settings.engine_args(url))
+    schema = settings.source_schema
+    try:
+        assert load_audience(engine, "vip_users", schema, T0, at(60)) == {"u0"}
+        assert load_audience(engine, "recent_buyers", schema, T0, at(60)) == {"u2"}
+        assert load_audience(engine, "recent_buyers", schema, at(30), at(60)) == set()
+    finally:
+        engine.dispose()
