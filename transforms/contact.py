@@ -134,7 +134,7 @@ class _FastPath:
         self.parts: list[tuple[np.ndarray, int, pa.Array]] = []
         if n == 0:
             return
-        from connect_sync.transforms.text_kernels import ascii_digits  # numba: when used
+        from connect_sync.transforms.digits import ascii_digits
 
         digits = ascii_digits(numbers)
         count = pc.fill_null(pc.binary_length(digits), 0).to_numpy(zero_copy_only=False)

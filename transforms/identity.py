@@ -34,6 +34,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 from connect_sync.transforms.identity_columns import blank_text_as_null
+from connect_sync.transforms.kernels import kernel
 from connect_sync.transforms.values import positions_in
 
 LINK_KINDS = ("alias", "identify", "track")
@@ -203,8 +204,7 @@ def _last_per_group(groups: np.ndarray, *keys: np.ndarray) -> np.ndarray:
     matrix = np.empty((len(keys), len(groups)), dtype=np.int64)
     for row, key in enumerate(keys):
         matrix[row] = key
-    from connect_sync.transforms.latest_kernel import last_by_keys  # numba: when first used
-
+    last_by_keys = kernel("last_by_keys")
     best = last_by_keys(groups.astype(np.int64, copy=False), matrix, int(groups.max()) + 1)
     return best[best >= 0]
 

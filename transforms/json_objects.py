@@ -24,6 +24,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 from connect_sync.transforms.json_kinds import BOOL, ESCAPED, INT, QUOTED, RAW
+from connect_sync.transforms.kernels import kernel
 from connect_sync.transforms.values import (
     Field,
     decimal_json_text,
@@ -152,12 +153,10 @@ def _member(field: Field) -> _Member | None:
     if _text_lists(kind) and values.values.null_count == 0:
         offsets, data = text_buffers(values.values)
         lists = values.offsets.to_numpy().astype(np.int64)
-        from connect_sync.transforms.json_kernels import list_bounds, write_lists
-
         arguments = (present, lists, offsets, data, not _plain_text(values.values))
-        bounds = list_bounds(*arguments)
+        bounds = kernel("list_bounds")(*arguments)
         text = _empty(bounds[-1], np.uint8)
-        write_lists(text, bounds, *arguments)
+        kernel("write_lists")(text, bounds, *arguments)
         return _Member(RAW, key, present, bounds, text)
     if _written_by_polars(kind):  # other lists of scalars: polars' JSON writer
         inner = pl.struct(pl.col("v")).struct.json_encode()
@@ -236,11 +235,9 @@ def _assemble(members: Sequence[_Member], n: int) -> tuple[np.ndarray, np.ndarra
         offsets,
         np.concatenate(pieces, out=_empty(base, np.uint8)) if pieces else _empty(0, np.uint8),
     )
-    from connect_sync.transforms.json_kernels import object_bounds, write_objects
-
-    bounds = object_bounds(*arguments)
+    bounds = kernel("object_bounds")(*arguments)
     out = _empty(bounds[-1], np.uint8)
-    write_objects(out, bounds, *arguments)
+    kernel("write_objects")(out, bounds, *arguments)
     return bounds, out
 
 

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from connect_sync.transforms.columns import LATEST_CONTEXT_COLUMNS, ORDER_COLUMNS, custom_columns
 from connect_sync.transforms.identity_columns import canonical_column
+from connect_sync.transforms.kernels import kernel
 from connect_sync.transforms.threads import in_parallel, parallel_map
 from connect_sync.transforms.values import (
     as_arrow,
@@ -153,8 +154,7 @@ def latest_traits(
         )
     else:
         codes, users = user_codes(identifies[user_column])
-    from connect_sync.transforms.latest_kernel import latest_rows  # numba: when first used
-
+    latest_rows = kernel("latest_rows")
     index = pd.Index(users, name=user_column)
     every = latest_rows(codes, rank, np.ones(len(codes), dtype=bool), len(users))
     series = [identifies[column] for column in columns]
@@ -177,9 +177,7 @@ def _latest(
         valid = pd.notna(values)
     else:
         valid = ~missing_mask(array)
-    from connect_sync.transforms.latest_kernel import latest_rows
-
-    rows = every if valid.all() else latest_rows(codes, rank, valid, len(index))
+    rows = every if valid.all() else kernel("latest_rows")(codes, rank, valid, len(index))
     found = rows >= 0
     rows = np.where(found, rows, 0)
     if array is None:

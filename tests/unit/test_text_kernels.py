@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from connect_sync.transforms.text_kernels import ascii_digits
+from connect_sync.transforms.digits import ascii_digits
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
