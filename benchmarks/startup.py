@@ -8,7 +8,10 @@ machine's noise falls on every row alike:
 - `import connect_sync.flows.pipeline`: the sync path, before any run;
 - `connect-sync sync --dry-run` of a demo warehouse (`--users`, default 20,000) with numba's
   kernel cache empty (`cold`: a fresh worker or container, `NUMBA_CACHE_DIR` a new folder)
-  and filled by the run before (`warm`); wall and CPU seconds.
+  and filled by the run before (`warm`); wall and CPU seconds. Twice: with the kernels the
+  install compiled ahead of time (`aot`, `transforms/_kernels`: what a fresh virtual
+  environment or container runs first, since the machine code comes with the install), and
+  with numba's JIT fallback (`jit`, `CONNECT_SYNC_JIT_KERNELS=1`: an install without them).
 
 Asserts nothing.
 
@@ -69,6 +72,7 @@ def main() -> None:
                 "CONNECT_SYNC_WAREHOUSE_URL": f"duckdb:///{warehouse}",
                 "CONNECT_SYNC_JOURNAL_DIR": str(folder / f"journal-{label}-{round_}"),
                 "NUMBA_CACHE_DIR": str(cache),
+                "CONNECT_SYNC_JIT_KERNELS": "1" if label.endswith("jit") else "0",
             }
             command = [cli, "sync", "--dry-run", "--output", str(folder / "out.jsonl")]
             rows.setdefault(f"sync --dry-run, {args.users:,} users, {label}", []).append(
@@ -85,17 +89,23 @@ def main() -> None:
                 ),
             ):
                 rows.setdefault(label, []).append(timed(command))
-            cache = folder / f"numba-{round_}"  # empty: a fresh worker
-            dry_run("cold", round_, cache)
-            dry_run("warm", round_, cache)  # the cache the cold run filled
+            for kernels in ("aot", "jit"):
+                cache = folder / f"numba-{kernels}-{round_}"  # empty: a fresh worker
+                dry_run(f"cold, {kernels}", round_, cache)
+                dry_run(f"warm, {kernels}", round_, cache)  # the cache the cold run filled
         print(f"{'command':58} {'wall s':>8} {'cpu s':>8}  (median of {args.repeat})")
         for label, samples in rows.items():
             wall = statistics.median(w for w, _ in samples)
             cpu = statistics.median(c for _, c in samples)
             print(f"{label:58} {wall:8.2f} {cpu:8.2f}")
-        cold = statistics.median(w for w, _ in rows[f"sync --dry-run, {args.users:,} users, cold"])
-        warm = statistics.median(w for w, _ in rows[f"sync --dry-run, {args.users:,} users, warm"])
-        print(f"cold / warm dry run: {cold / warm:.2f}x")
+        for kernels in ("aot", "jit"):
+            cold, warm = (
+                statistics.median(
+                    w for w, _ in rows[f"sync --dry-run, {args.users:,} users, {state}, {kernels}"]
+                )
+                for state in ("cold", "warm")
+            )
+            print(f"cold / warm dry run, {kernels}: {cold / warm:.2f}x")
 
 
 if __name__ == "__main__":
