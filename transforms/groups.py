@@ -169,6 +169,12 @@ def _first_of_user(last: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.insert(last[:-1], 0, True))
 
 
+def current_groups(keys: list[str]) -> list[bool]:
+    """True at each user's current group among `keys` (in send order, a user's keys
+    together, as `with_current_group` leaves them): the user's last key."""
+    return _last_of_user(keys).tolist() if keys else []
+
+
 def group_fingerprints(keys: list[str], payloads: list[bytes]) -> list[str]:
     """Each payload's fingerprint, the user's current group (their last key) marked."""
     if not keys:

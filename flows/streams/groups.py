@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from connect_sync.connect.client import DeliveryStats
+from collections.abc import Iterable, Iterator
+from itertools import compress
+
+from connect_sync.connect.client import DeliveryStats, ItemChunk
 from connect_sync.flows.books import Booked
 from connect_sync.flows.context import RunContext
 from connect_sync.flows.streams.base import Stream, StreamResult
 from connect_sync.flows.streams.profiles import changed_only, ids_to_evaluate
 from connect_sync.transforms.groups import (
+    current_groups,
     group_fingerprints,
     group_payloads,
     user_aligned_chunks,
@@ -75,13 +79,42 @@ class GroupsStream(Stream):
             widen=with_current_group,
             digests_of=group_fingerprints,
         )
+        # in two phases: every other group first, the current groups once those are
+        # delivered, so concurrent batches (or a killed run's batch sent again) never put an
+        # older group after the current one
+        current: list[ItemChunk] = []
+        acknowledged = context.books.fingerprints(pending)
         stats = context.send(
             self.name,
             self.endpoint,
-            context.books.booked(self.name, sending),
-            context.books.fingerprints(pending),
+            context.books.booked(self.name, _others_first(sending, current)),
+            acknowledged,
             total=len(built.keys),
             by_message_id=self.keyed_by_message,
         )
+        stats.merge(
+            context.send(
+                self.name,
+                self.endpoint,
+                current,
+                acknowledged,
+                total=sum(map(len, current)),
+                by_message_id=self.keyed_by_message,
+            )
+        )
         counts.sent += stats.sent
         return StreamResult(touched_max, stats)
+
+
+def _others_first(
+    chunks: Iterable[tuple[ItemChunk, Booked]], current: list[ItemChunk]
+) -> Iterator[tuple[ItemChunk, Booked]]:
+    """Each chunk without its users' current groups, which go to `current` meanwhile."""
+    for chunk, side in chunks:
+        last = current_groups(chunk.keys)
+        current.append(_where(chunk, last))
+        yield _where(chunk, [not flag for flag in last]), side
+
+
+def _where(chunk: ItemChunk, flags: list[bool]) -> ItemChunk:
+    return ItemChunk(list(compress(chunk.keys, flags)), list(compress(chunk.payloads, flags)))

@@ -204,3 +204,30 @@ def test_dry_run_backfill_and_streams_option_take_the_new_streams(
     backfill = sync(warehouse, sandbox, backfill=window, kind="backfill")
     assert backfill.pages_read == 1 and backfill.pages_sent == 0  # delivered already
     assert len(events(sandbox, "u1")) == 5
+
+
+def test_current_groups_are_sent_after_every_other_group_of_the_run(
+    warehouse, sandbox, tmp_path: Path
+) -> None:
+    """Batches go out concurrently (and a killed run's batch is sent again), so a user's
+    groups in one phase could arrive in any order: every other group is sent first, the
+    users' current groups (each one's latest call) only once those are delivered."""
+    url, schema = warehouse
+    calls = [
+        group_row(minute, user_id=f"u{user}", group_id=f"g{group}", plan=f"p{minute}")
+        for user in range(6)
+        for minute, group in ((user * 10 + 1, 1), (user * 10 + 2, 2), (user * 10 + 3, user % 3))
+    ]
+    write_tables(url, schema, {"groups": calls})
+    output = tmp_path / "dry.jsonl"
+    sync(warehouse, sandbox, dry_run=True, output=output, streams=("groups",))
+
+    sent = [orjson.loads(line)["body"] for line in output.read_bytes().splitlines()]
+    # a user's current group: the group of their latest call (g0, g1 or g2 by user)
+    current = {f"u{user}": f"g{user % 3}" for user in range(6)}
+    is_current = [body["group_id"] == current[body["user_id"]] for body in sent]
+    assert sorted(is_current) == is_current  # every other group first, then the current ones
+    assert sum(is_current) == 6 and len(sent) == 14  # u1, u2, u4, u5 called theirs twice
+
+    sync(warehouse, sandbox)
+    assert {u: profile(sandbox, u)["group_id"] for u in current} == current

@@ -151,16 +151,14 @@ def remote(db: Path) -> tuple[dict[str, dict], Counter]:
 
 
 def settled_profile(profile: dict) -> dict:
-    """A profile without what depends on the order its items arrived in: for a user in
-    several groups, the sandbox's current `group_id`/`group_attributes` is the group named
-    last, and a user's group identifies may arrive in either order (concurrent batches, and
-    a killed worker's in-flight batch sent again). Membership and each group's attributes
-    (`groups`) do not depend on order, and the current group must be one of them."""
+    """A profile as a run leaves it. A user's current `group_id`/`group_attributes` is the
+    group named last: the groups stream sends the current groups only after every other
+    group is delivered, so neither concurrent batches nor a killed worker's batch sent
+    again can leave an older group current."""
     groups = profile.get("groups") or {}
-    if len(groups) < 2:
-        return profile
-    assert profile.get("group_id") in groups, profile
-    return {k: v for k, v in profile.items() if k not in ("group_id", "group_attributes")}
+    if groups:
+        assert profile.get("group_id") in groups, profile
+    return profile
 
 
 def settled_profiles(users: dict[str, dict]) -> dict[str, dict]:
