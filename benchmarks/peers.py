@@ -22,8 +22,9 @@ run the users the sink stored are counted against the expected number and two st
 profiles are compared with the first tool's. Each round also measures the sink's own
 limit: a bare httpx client posting pre-built 100-user bodies, 8 requests in flight.
 
-Prints per size: median users/s, the ratio to the best peer, wall seconds and peak RSS.
-Asserts nothing.
+Prints per size: median users/s, the ratio to the best peer, wall and CPU seconds, peak
+RSS (the script stays small, ~40 MB, since a child's peak from `os.wait4` starts at its
+parent's). Asserts nothing.
 
     python benchmarks/peers.py [--sizes 100000,1000000] [--rounds 3]
     # options: --venv DIR (default benchmarks/.peers-venv) --workdir DIR --timeout 1200
@@ -249,8 +250,8 @@ def build_warehouse(path: Path, rows: int) -> int:
     users = round(rows / ROWS_PER_USER)
     path.unlink(missing_ok=True)
     build = (
-        "import sys, duckdb; con = duckdb.connect(sys.argv[1]); con.execute(sys.argv[2]); "
-        "con.close()"
+        "import sys, duckdb; con = duckdb.connect(sys.argv[1]); "
+        "con.execute('SET enable_progress_bar = false'); con.execute(sys.argv[2]); con.close()"
     )
     sql = WAREHOUSE_SQL.format(users=users, rows=rows)
     subprocess.run([sys.executable, "-c", build, str(path), sql], check=True)
