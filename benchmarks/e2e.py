@@ -11,12 +11,11 @@ Each step runs as its own child process; wall time and the child's peak RSS come
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from child import run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,34 +24,6 @@ BUILD = (
     "from connect_sync.warehouse.demo import build_demo_warehouse; "
     "print(build_demo_warehouse(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))"
 )
-
-
-def run(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> dict:
-    """Run a child to completion: its wall time, peak RSS and the tail of its output."""
-    started = time.perf_counter()
-    with open(cwd / "child.log", "w") as log:
-        child = subprocess.Popen(
-            command, cwd=cwd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
-        )
-        deadline = started + timeout
-        while True:
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                child.kill()
-                pid, status, usage = os.wait4(child.pid, 0)
-                break
-            time.sleep(0.05)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - started
-    tail = (cwd / "child.log").read_text(errors="replace").strip().splitlines()[-12:]
-    return {
-        "seconds": seconds,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
-        "exit": child.returncode,
-        "tail": tail,
-    }
 
 
 def report(name: str, result: dict) -> None:
@@ -82,14 +53,14 @@ def main() -> None:
             "CONNECT_SYNC_STATE_URL": f"duckdb:///{work / 'state.duckdb'}",
             "PYTHONPATH": str(ROOT),
         }
-        build = run(
+        build = run_child(
             [sys.executable, "-c", BUILD, str(warehouse), str(args.users), str(args.seed)],
             work,
             env,
             args.timeout,
         )
         report(f"build demo warehouse ({args.users:,} users)", build)
-        dry = run(
+        dry = run_child(
             [*cli, "sync", "--dry-run", "--output", str(work / "dry-run.jsonl")],
             work,
             env,
@@ -99,7 +70,7 @@ def main() -> None:
         if not args.skip_demo:
             demo_dir = work / "demo"
             demo_dir.mkdir()
-            demo = run(
+            demo = run_child(
                 [*cli, "demo", "--users", str(args.users), "--seed", str(args.seed)],
                 demo_dir,
                 {"PYTHONPATH": str(ROOT)},

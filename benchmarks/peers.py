@@ -46,6 +46,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from child import run_child
 from connect_sync.connect.sandbox.server import start_sandbox_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -256,31 +257,6 @@ def build_warehouse(path: Path, rows: int) -> int:
     sql = WAREHOUSE_SQL.format(users=users, rows=rows)
     subprocess.run([sys.executable, "-c", build, str(path), sql], check=True)
     return users
-
-
-def run_child(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> dict:
-    """Run a child to its end: wall time, peak RSS (os.wait4) and exit status."""
-    started = time.perf_counter()
-    with open(cwd / "child.log", "w") as log:
-        child = subprocess.Popen(
-            command, cwd=cwd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
-        )
-        deadline = started + timeout
-        while True:
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                child.kill()
-                pid, status, usage = os.wait4(child.pid, 0)
-                break
-            time.sleep(0.02)
-    return {
-        "seconds": time.perf_counter() - started,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
-        "exit": os.waitstatus_to_exitcode(status),
-    }
 
 
 def tool_command(
