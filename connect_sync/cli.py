@@ -122,6 +122,13 @@ def _quiet_cluster_logs() -> None:
     if logging.getLogger().getEffectiveLevel() > logging.INFO:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        # a busy machine's workers can take more than 4 s to exit when the run is over:
+        # the nanny then kills them, and says so at WARNING; nothing the user can act on
+        logging.getLogger("distributed.nanny").addFilter(_not_slow_worker_exit)
+
+
+def _not_slow_worker_exit(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Worker process still alive after")
 
 
 def _run(settings: Settings, options: Any, dask_address: str | None = None) -> Any:
