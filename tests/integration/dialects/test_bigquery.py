@@ -1,6 +1,7 @@
 """BigQuery through bqemulator (REST and the Storage Read API, DuckDB-backed), run as a
 server from its own venv: its pins (sqlglot < 30.12) conflict with fakesnow's, so .ci/run
-installs it apart, in `.venv-bqemulator`, with the DuckDB spatial extension it needs from
+installs it apart (in the user's cache folder, named by $CONNECT_SYNC_TEST_BQEMULATOR; a
+checkout's `.venv-bqemulator` also works), with the DuckDB spatial extension it needs from
 PyPI (it would download it otherwise). It runs through `bqemulator_server.py`, which mends
 its Storage Read API for query results."""
 
@@ -71,7 +72,10 @@ def bqemulator(tmp_path_factory) -> Iterator[Emulator]:
     require("sqlalchemy_bigquery", "bigquery")
     executable = _emulator()
     if executable is None:
-        message = "bqemulator not installed (.ci/run installs it in .venv-bqemulator)"
+        message = (
+            "bqemulator not installed (.ci/run installs it; or set "
+            "CONNECT_SYNC_TEST_BQEMULATOR, or make .venv-bqemulator)"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(f"required in CI: {message}")
         pytest.skip(message)
