@@ -71,12 +71,19 @@ def test_a_dead_server_is_found_even_with_little_patience_left() -> None:
     rogue = Rogue(hang).__enter__()
     config = ClientConfig(f"{rogue.url}/v2", "k3y", timeout_s=0.3, slow_patience=3, max_retries=0)
     threading.Timer(0.1, rogue.stop).start()
+    started = time.monotonic()
     try:
         stats = asyncio.run(ConnectClient(config).deliver("track", items(3)))
     finally:
         stop.set()
+    elapsed = time.monotonic() - started
 
-    assert len(stats.failed) == 3 and "no longer answers" in stats.failed[0].reason
+    assert len(stats.failed) == 3 and stats.failed[0].retryable
+    assert elapsed < 5  # found gone, not waited for
+    # the probe finds the server gone; on a loaded machine the server's stop can reset the
+    # waiting connection first, which says the same (seen with 4 test workers on 2 cores)
+    reason = stats.failed[0].reason
+    assert "no longer answers" in reason or "Connection reset by peer" in reason, reason
 
 
 @pytest.mark.parametrize("ceiling", [2, 8])
