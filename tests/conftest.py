@@ -75,3 +75,25 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[
     else:
         url = request.getfixturevalue("postgres_url")
         yield url, request.getfixturevalue("pg_schema")
+
+
+#: The test files that take longest, started first: on parallel workers (a file each,
+#: README) the suite then does not wait on one of them at its end.
+SLOW_FILES_FIRST = (
+    "test_partitions.py",
+    "test_buckets.py",
+    "test_crash.py",
+    "test_partitions_cli.py",
+    "test_first_day.py",
+    "test_cli.py",
+    "test_prefect.py",
+    "test_10_run_status.py",
+    "test_05_secrets.py",
+    "test_bigquery.py",
+    "test_delivery_faults.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable otherwise

@@ -80,10 +80,12 @@ def test_a_dead_server_is_found_even_with_little_patience_left() -> None:
 
     assert len(stats.failed) == 3 and stats.failed[0].retryable
     assert elapsed < 5  # found gone, not waited for
-    # the probe finds the server gone; on a loaded machine the server's stop can reset the
-    # waiting connection first, which says the same (seen with 4 test workers on 2 cores)
+    # the probe finds the server gone; on a loaded machine the server can be gone before the
+    # request is sent, or its stop can reset the waiting connection first, which say the
+    # same (seen with 4 and 6 test workers on 2 cores)
     reason = stats.failed[0].reason
-    assert "no longer answers" in reason or "Connection reset by peer" in reason, reason
+    gone = ("no longer answers", "Connection reset by peer", "Connect call failed")
+    assert any(words in reason for words in gone), reason
 
 
 @pytest.mark.parametrize("ceiling", [2, 8])
