@@ -30,7 +30,6 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 from connect_sync.transforms.identity_columns import blank_text_as_null
@@ -190,10 +189,14 @@ def _encode(ids: pa.Array) -> tuple[np.ndarray, pa.Array]:
     """Integer codes numbering the distinct ids in sorted order, and those ids.
 
     Sorted codes make every tie-break deterministic whatever order the SQL returned.
-    polars finds and sorts the distinct ids on every core (Arrow's dictionary encoding
-    and string sort run on one: 1.7 s against 0.9 s for 3.5M ids, 1.75M distinct)."""
-    distinct = pl.Series(ids).unique().sort().to_arrow().cast(ids.type)
-    return positions_in(ids, distinct), distinct
+    Arrow's dictionary encoding, then a sort of the distinct ids only: on 3.4M ids (1.75M
+    distinct) 1.4 s and 184 MB at its peak, against 1.8 s and 440 MB kept by polars'
+    unique, sort and join (`benchmarks/identity.py`)."""
+    encoded = pc.dictionary_encode(ids)
+    order = np.asarray(pc.sort_indices(encoded.dictionary))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank[np.asarray(encoded.indices)], encoded.dictionary.take(pa.array(order))
 
 
 def _last_per_group(groups: np.ndarray, *keys: np.ndarray) -> np.ndarray:
