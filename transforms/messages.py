@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from connect_sync.transforms.values import as_arrow
 
 
@@ -37,3 +38,20 @@ def drop_repeated(rows: pd.DataFrame, keep: Literal["first", "last"] = "first") 
     """`rows` with one row per `id` (the first or last); the same frame when none repeats."""
     mask = unique_rows(rows["id"], keep) if len(rows) else None
     return rows if mask is None else rows[mask]
+
+
+def latest_loaded(rows: pd.DataFrame, loaded: str = "uuid_ts") -> pd.DataFrame:
+    """`rows` with one row per `id`: the copy loaded last (latest `loaded`; of copies
+    loaded at once, the last read), in the rows' order; the same frame when none repeats.
+    Which copy wins does not depend on the order the warehouse returns rows in."""
+    if loaded not in rows.columns:
+        return drop_repeated(rows, keep="last")
+    if not len(rows) or unique_rows(rows["id"]) is None:
+        return rows
+    times = as_arrow(rows[loaded])
+    if times is None or not pa.types.is_timestamp(times.type):
+        times = pa.array(pd.to_datetime(rows[loaded], utc=True, errors="coerce"))
+    key = pc.fill_null(times.cast(pa.int64()), np.iinfo(np.int64).min).to_numpy()
+    order = np.argsort(key, kind="stable")
+    last = unique_rows(rows["id"].take(order), keep="last")
+    return rows.take(np.sort(order[last]))

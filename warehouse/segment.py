@@ -340,15 +340,62 @@ class SegmentSource:
         name = "tracks_window" if ordered else "tracks_in_window"
         return self._read(name, window.params, tracks="tracks", window=window.column)
 
+    def hours(self, table: str, window: Window) -> pd.DataFrame:
+        """The rows of a call table in the window per `hour` of event time (null: rows
+        without one), with their `n_rows`: where a message stream cuts its time slices."""
+        return self._read("calls_hours", window.params, table=table, window=window.column)
+
+    def tracks_in_slice(self, window: Window, bounds: dict[str, Any]) -> pd.DataFrame:
+        """Track rows of the window in one time slice (`bounds`: `lo`, `hi`, `from_start`,
+        `to_end`, see sql/tracks_in_slice.sql), in storage order."""
+        params = {**window.params, **bounds}
+        return self._read("tracks_in_slice", params, tracks="tracks", window=window.column)
+
+    def calls_in_slice(
+        self, table: str, window: Window, bounds: dict[str, Any]
+    ) -> pd.DataFrame | None:
+        """As `calls`, for the rows of one time slice (`tracks_in_slice`)."""
+        if table not in self.tables():
+            return None
+        return self._read(
+            "calls_in_slice",
+            {**window.params, **bounds},
+            table=table,
+            window=window.column,
+            columns=self.columns(table),
+        )
+
+    def calls_before(
+        self, table: str, window: Window, ids: Sequence[str], lo: datetime, columns: list[str]
+    ) -> pd.DataFrame:
+        """The `columns` of the window's rows of these message ids whose event time is
+        before `lo` or missing: whether a later slice's message was in an earlier one."""
+        frames = [
+            self._read(
+                "calls_of_ids_before_slice",
+                {**window.params, "lo": lo, "ids": list(ids[i : i + ID_CHUNK])},
+                table=table,
+                window=window.column,
+                columns=columns,
+            )
+            for i in range(0, len(ids), ID_CHUNK)
+        ]
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
     def iter_tracks(self, window: Window) -> Iterator[pd.DataFrame]:
         """Track rows of the window, oldest first, in frames of at most `chunk_size` rows."""
         yield from self._iter("tracks_window", window.params, tracks="tracks", window=window.column)
 
     def event_properties(
-        self, event_table: str, window: Window, columns: Sequence[str]
+        self,
+        event_table: str,
+        window: Window,
+        columns: Sequence[str],
+        bounds: dict[str, Any] | None = None,
     ) -> pd.DataFrame | None:
         """The event's own table for the window: `id` and those of `columns` it has (columns
-        the table gained later included); None when the table does not exist (yet).
+        the table gained later included); None when the table does not exist (yet). With
+        `bounds`, only the rows whose track is in that time slice (`tracks_in_slice`).
 
         Duplicate rows of one message id (BigQuery keeps them) are all returned; the
         transforms keep one per id.
@@ -357,6 +404,15 @@ class SegmentSource:
             return None
         wanted = set(columns)
         columns = ["id", *(c for c in self.columns(event_table) if c in wanted and c != "id")]
+        if bounds is not None:
+            return self._read(
+                "event_properties_in_slice",
+                {**window.params, **bounds},
+                table=event_table,
+                tracks="tracks",
+                window=window.column,
+                columns=columns,
+            )
         return self._read(
             "event_properties",
             window.params,

@@ -21,8 +21,12 @@ class CallsStream(MessageStream):
     def __init__(self, table: str) -> None:
         self.name = self.table = self.book = table
 
-    def read(self, context: RunContext, window: Window) -> pd.DataFrame:
-        return context.source.calls(self.table, window)
+    def read(
+        self, context: RunContext, window: Window, bounds: dict[str, Any] | None
+    ) -> pd.DataFrame:
+        if bounds is None:
+            return context.source.calls(self.table, window)
+        return context.source.calls_in_slice(self.table, window, bounds)
 
     def build(self, part: pd.DataFrame, at: np.ndarray, prepared: Any) -> TrackPayloads:
         return page_payloads(part, self.table)
